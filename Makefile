@@ -1,0 +1,49 @@
+# frugal — the two commands a user needs are `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TESTBED := PYTHONPATH=e2e $(BIN)/python -m testbed
+
+.PHONY: help install crds lint format test unit testbed-build testbed-up testbed-down clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## Create .venv with frugal and its development tools
+
+crds: install ## Regenerate crds/ from the API models
+	$(BIN)/frugal crds --out crds
+
+lint: install ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+testbed-build: ## Build the testbed binaries from Go modules (cached by version)
+	bash e2e/testbed/build.sh
+
+testbed-up: install ## Start etcd + kube-apiserver on loopback; writes .testbed/kubeconfig
+	$(TESTBED) up
+
+testbed-down: install ## Stop what testbed-up started
+	$(TESTBED) down
+
+unit: install ## Only the tests that need no cluster
+	$(BIN)/pytest tests/unit
+
+test: install testbed-build lint ## Lint, then the whole test suite against real components
+	$(BIN)/frugal crds --out crds --check
+	$(BIN)/pytest
+
+clean: testbed-down ## Remove local state (not the testbed cache)
+	rm -rf .testbed .pytest_cache .ruff_cache .hypothesis
