@@ -103,6 +103,13 @@ class ControlPlane:
             state.save(self.state_file)
             self._write_kubeconfig(pki, server)
             self._wait_ready(pki, server, timeout)
+            # Garbage collection (ownerReferences), Deployments → ReplicaSets → Pods and the
+            # default ServiceAccounts are the controller-manager's; without it a test could
+            # not see deletion cascade.
+            state.pids["kube-controller-manager"] = self._spawn(
+                "kube-controller-manager", self._controller_manager_args(pki)
+            )
+            state.save(self.state_file)
             if crds is not None:
                 self.apply_crds(crds)
         except BaseException:
@@ -115,7 +122,7 @@ class ControlPlane:
         state = State.load(self.state_file)
         if state is None:
             return
-        for name in ("kube-apiserver", "etcd"):
+        for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
             pid = state.pids.get(name)
             if pid:
                 _stop(pid)
@@ -188,10 +195,21 @@ class ControlPlane:
             f"--service-account-signing-key-file={pki.sa_key}",
             "--service-cluster-ip-range=10.0.0.0/24",
             "--authorization-mode=RBAC",
-            # No controller-manager runs here to create the default ServiceAccounts.
-            "--disable-admission-plugins=ServiceAccount",
             f"--cert-dir={self.workdir / 'pki'}",
             "--profiling=false",
+            "--v=1",
+        ]
+
+    def _controller_manager_args(self, pki: Pki) -> list[str]:
+        return [
+            f"--kubeconfig={self.kubeconfig}",
+            f"--service-account-private-key-file={pki.sa_key}",
+            f"--root-ca-file={pki.ca_cert}",
+            "--use-service-account-credentials=false",
+            "--leader-elect=false",
+            "--secure-port=0",
+            # Faster than the defaults, so deletions cascade promptly in tests.
+            "--concurrent-gc-syncs=10",
             "--v=1",
         ]
 

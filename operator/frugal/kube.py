@@ -79,11 +79,15 @@ def request(
     path: str,
     *,
     query: list[tuple[str, str]] | None = None,
-    body: bytes | None = None,
+    body: bytes | dict[str, Any] | list[Any] | None = None,
     content_type: str = "application/json",
     timeout: float | None = 30.0,
 ) -> dict[str, Any]:
-    """One REST call; returns the decoded JSON body or raises ``ApiException``."""
+    """One REST call; returns the decoded JSON body or raises ``ApiException``.
+
+    ``body`` is bytes for YAML content types (sent as they are) and a JSON-able object for JSON
+    ones (the client encodes it).
+    """
     headers = {"Accept": "application/json"}
     if body is not None:
         headers["Content-Type"] = content_type

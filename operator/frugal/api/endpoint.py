@@ -169,8 +169,8 @@ class SpotPolicy(FrugalModel):
     """How much of the endpoint may run on interruptible capacity."""
 
     max_share: float | None = Field(default=None, ge=0, le=1)
-    """Largest fraction of replicas on spot (0 to 1). Unset: 0.5 when spot is in the
-    preference, else 0."""
+    """Largest fraction of replicas on spot (0 to 1). Unset: 0.5 when on-demand is also in the
+    preference, 1 when it is not, 0 when spot is not in the preference."""
 
 
 class Capacity(FrugalModel):
@@ -283,7 +283,7 @@ class InferenceEndpointSpec(FrugalModel):
 
 
 class ReplicaCounts(FrugalModel):
-    """Replicas by capacity type."""
+    """Replicas wanted, ready, and placed per capacity type."""
 
     desired: int = 0
     """Replicas wanted now."""
@@ -297,6 +297,38 @@ class ReplicaCounts(FrugalModel):
     """Replicas placed on on-demand capacity."""
     summary: str = ""
     """ready/desired, for kubectl get."""
+
+
+class DesiredSplit(FrugalModel):
+    """Replicas the placement wants on each capacity type."""
+
+    total: int = 0
+    """All replicas wanted."""
+    reserved: int = 0
+    """On reserved capacity."""
+    spot: int = 0
+    """On spot capacity."""
+    on_demand: int = 0
+    """On on-demand capacity."""
+
+
+class PlacedVerdict(FrugalModel):
+    """The outcome of placement."""
+
+    code: str = ""
+    """Placed, ReservationFull, CapacityExhausted, UnknownReservation, ReservationMismatch,
+    UnknownGpuType or NoGpuFits."""
+    message: str = ""
+    """What was placed where, or what is wrong."""
+
+
+class PlacementStatus(FrugalModel):
+    """What the placement decided, as the operator last computed it."""
+
+    desired: DesiredSplit | None = None
+    """The replica split."""
+    placed: PlacedVerdict | None = None
+    """The verdict."""
 
 
 class GpuChoice(FrugalModel):
@@ -340,6 +372,8 @@ class InferenceEndpointStatus(FrugalModel):
     """Replicas by capacity type."""
     gpu: GpuChoice | None = None
     """The GPU type and count chosen, and why."""
+    placement: PlacementStatus | None = None
+    """The placement decision behind the replica split."""
     cost: CostStatus | None = None
     """Cost figures."""
     url: str | None = None

@@ -1,0 +1,75 @@
+"""Shell: assemble and run the kopf operator.
+
+Everything is registered into an explicit registry (no import-time side effects), so tests can
+run exactly the production wiring in-process with ``kopf.testing.KopfRunner``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import kopf
+import kubernetes
+from kubernetes.client import ApiClient
+
+from frugal.controller import endpoints
+from frugal.settings import Settings
+
+PEERING_NAME = "frugal"
+
+
+def api_client() -> ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG)."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config = kubernetes.client.Configuration()
+        kubernetes.config.load_incluster_config(client_configuration=config)
+        return ApiClient(config)
+    return kubernetes.config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
+
+
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """kopf's own credential loaders, without depending on client-library login helpers."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return kopf.login_with_service_account(**kwargs)
+    return kopf.login_with_kubeconfig(**kwargs)
+
+
+def operator_settings(*, peering: bool) -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    # kopf's bookkeeping lives in status, never in the user's metadata or spec.
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(
+        field="status.kopf.last-handled-configuration"
+    )
+    settings.persistence.finalizer = "frugal.dev/finalizer"
+    # Events are for decisions a user should see; kopf's per-handler chatter stays in logs.
+    settings.posting.level = logging.WARNING
+    settings.peering.name = PEERING_NAME
+    settings.peering.mandatory = peering
+    settings.peering.standalone = not peering
+    settings.watching.server_timeout = 300
+    settings.queueing.error_delays = (1, 2, 5, 10, 30, 60)
+    return settings
+
+
+def build_registry(settings: Settings) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return login(**kwargs)
+
+    @kopf.on.startup(registry=registry)
+    def _startup(memo: kopf.Memo, **_: Any) -> None:
+        memo.ctx = endpoints.Context(settings=settings, api=api_client())
+
+    @kopf.on.cleanup(registry=registry)
+    def _cleanup(memo: kopf.Memo, **_: Any) -> None:
+        ctx = getattr(memo, "ctx", None)
+        if ctx is not None:
+            ctx.api.close()
+
+    endpoints.register(registry, settings)
+    return registry

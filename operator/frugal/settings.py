@@ -1,0 +1,105 @@
+"""Operator-wide settings: the GPU catalog, platform profile, reservation pools, images.
+
+Loaded from a YAML file (the Helm chart mounts it from a ConfigMap). Everything has a default,
+so an empty file is a working configuration for a plain cluster.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from frugal.api.vllm import VLLM_IMAGE, VLLM_RELEASE
+from frugal.catalog.gpus import DEFAULT_GPUS, GpuType
+from frugal.catalog.profiles import PROFILES, Profile, ProfileName
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class ReservationPool(_Settings):
+    """Prepaid GPUs shared by endpoints (a capacity reservation, a savings-plan node group)."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    gpu_type: str
+    gpus: int = Field(ge=0)
+    capacity_reservation_ids: tuple[str, ...] = ()
+    """Cloud reservation ids (AWS ODCR / capacity blocks), for Karpenter node pools."""
+
+
+class EngineDefaults(_Settings):
+    """How engine pods are built where the endpoint does not say."""
+
+    image: str = f"{VLLM_IMAGE}:v{VLLM_RELEASE}"
+    images: dict[str, str] = Field(default_factory=dict)
+    """Image per quantization method, for methods that need a special build."""
+    cpu_per_gpu: str = "4"
+    memory_per_gpu: str = "24Gi"
+    shm_size: str = "8Gi"
+    model_cache_size: str = "200Gi"
+    model_cache_claim: str | None = None
+    """A ReadWriteMany PVC for downloaded weights; emptyDir of model_cache_size when unset."""
+    hf_token_secret: str | None = None
+    """Secret with key HF_TOKEN, for gated Hugging Face models."""
+    run_as_user: int | None = 2000
+    """Non-root UID for the engine (the vLLM image's vllm user); None keeps the image's user."""
+    port: int = 8000
+    default_max_model_len: int = 8192
+    """Context length assumed for sizing when an endpoint leaves maxModelLen unset."""
+
+    def image_for(self, quantization: str) -> str:
+        return self.images.get(quantization, self.image)
+
+
+class Settings(_Settings):
+    """Everything the operator needs to know about its cluster and prices."""
+
+    profile: ProfileName = ProfileName.PLAIN
+    gpus: tuple[GpuType, ...] = DEFAULT_GPUS
+    gpu_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Partial overrides of catalog entries, e.g. {l4: {spot: 0.31}}."""
+    reservations: tuple[ReservationPool, ...] = ()
+    engine: EngineDefaults = Field(default_factory=EngineDefaults)
+    field_manager: str = "frugal"
+    reconcile_interval_seconds: float = Field(default=60, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        names = {g.name for g in self.gpus}
+        unknown = set(self.gpu_overrides) - names
+        if unknown:
+            raise ValueError(f"gpuOverrides names unknown GPU types: {sorted(unknown)}")
+        for pool in self.reservations:
+            if pool.gpu_type not in names:
+                raise ValueError(f"reservation {pool.name}: unknown gpuType {pool.gpu_type!r}")
+        return self
+
+    def catalog(self) -> dict[str, GpuType]:
+        """GPU name → type, with overrides applied."""
+        out = {}
+        for gpu in self.gpus:
+            patch = self.gpu_overrides.get(gpu.name, {})
+            out[gpu.name] = gpu.model_validate({**gpu.model_dump(), **patch}) if patch else gpu
+        return out
+
+    @property
+    def platform(self) -> Profile:
+        return PROFILES[self.profile]
+
+    def reservation(self, name: str) -> ReservationPool | None:
+        return next((p for p in self.reservations if p.name == name), None)
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Settings from a YAML file, or the defaults."""
+    if path is None:
+        return Settings()
+    data = yaml.safe_load(path.read_text()) or {}
+    return Settings.model_validate(data)

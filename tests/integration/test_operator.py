@@ -1,0 +1,247 @@
+"""The operator, running in-process, against the real API server and controller-manager."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from frugal import kube
+from frugal.controller.metrics import RECONCILES
+from frugal.settings import ReservationPool, Settings
+from support.operator import running_operator
+from support.wait import wait_for
+
+pytestmark = pytest.mark.cluster
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
+SETTINGS = Settings(
+    reconcile_interval_seconds=1,
+    profile="karpenter",
+    reservations=(
+        ReservationPool(name="support-l4", gpu_type="l4", gpus=4),
+        ReservationPool(name="search-l40s", gpu_type="l40s", gpus=4),
+    ),
+)
+
+
+def endpoints_in(namespace: str) -> list[dict[str, Any]]:
+    docs = []
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc["kind"] == "InferenceEndpoint":
+                endpoint = copy.deepcopy(doc)
+                endpoint["metadata"]["namespace"] = namespace
+                docs.append(endpoint)
+    return docs
+
+
+def children(cluster, namespace: str, endpoint: str | None = None) -> dict[str, dict]:
+    selector = f"frugal.dev/endpoint={endpoint}" if endpoint else "frugal.dev/endpoint"
+    out = {}
+    for api_version, kind in (
+        ("apps/v1", "Deployment"),
+        ("v1", "Service"),
+        ("policy/v1", "PodDisruptionBudget"),
+    ):
+        path = kube.resource_path(api_version, kind, namespace)
+        for item in kube.request(cluster.api, "GET", path, query=[("labelSelector", selector)])[
+            "items"
+        ]:
+            item.setdefault("kind", kind)
+            out[f"{kind}/{item['metadata']['name']}"] = item
+    return out
+
+
+def expected_children(doc: dict) -> set[str]:
+    name = doc["metadata"]["name"]
+    prefs = doc["spec"].get("capacity", {}).get("preference", ["reserved", "spot", "on-demand"])
+    return {f"Deployment/{name}-{p}" for p in prefs} | {
+        f"Service/{name}",
+        f"PodDisruptionBudget/{name}",
+    }
+
+
+def ie(cluster, namespace: str, name: str) -> dict:
+    return cluster.get("InferenceEndpoint", namespace, name)
+
+
+def condition(obj: dict, ctype: str) -> dict:
+    return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == ctype), {})
+
+
+def events_for(cluster, namespace: str, name: str) -> list[dict]:
+    items = kube.request(cluster.api, "GET", f"/api/v1/namespaces/{namespace}/events")["items"]
+    return [e for e in items if e["involvedObject"]["name"] == name]
+
+
+def test_endpoints_become_deployments_with_owner_labels_and_args(cluster, namespace) -> None:
+    docs = endpoints_in(namespace)
+    with running_operator(str(cluster.kubeconfig), [namespace], SETTINGS):
+        for doc in docs:
+            cluster.apply(doc)
+        want = set().union(*(expected_children(d) for d in docs))
+        live = wait_for(
+            lambda: (c := children(cluster, namespace)).keys() >= want and c, what="all children"
+        )
+        assert live.keys() == want
+        for doc in docs:
+            name = doc["metadata"]["name"]
+            uid = ie(cluster, namespace, name)["metadata"]["uid"]
+            for key, child in children(cluster, namespace, name).items():
+                refs = child["metadata"]["ownerReferences"]
+                assert [(r["kind"], r["uid"], r["controller"]) for r in refs] == [
+                    ("InferenceEndpoint", uid, True)
+                ], key
+                team = doc["spec"]["costAllocation"]["team"]
+                assert child["metadata"]["labels"]["team"] == team
+                if child["kind"] == "Deployment":
+                    pod = child["spec"]["template"]
+                    assert pod["metadata"]["labels"]["frugal.dev/team"] == team
+                    args = pod["spec"]["containers"][0]["args"]
+                    served = doc["spec"]["model"]["servedName"]
+                    assert args[args.index("--served-model-name") + 1] == served
+        # Status reports placement; no node exists here, so nothing becomes ready.
+        small = wait_for(
+            lambda: (
+                (o := ie(cluster, namespace, "support-small")).get("status", {}).get("placement")
+                and o
+            ),
+            what="status",
+        )
+        assert small["status"]["gpu"]["type"] == "l4"
+        assert small["status"]["replicas"]["reserved"] == 2
+        assert small["status"]["phase"] == "Pending"
+        assert condition(small, "Placed")["status"] == "True"
+        assert small["status"]["url"] == f"http://support-small.{namespace}.svc:8000/v1"
+
+
+def test_update_prune_and_garbage_collection(cluster, namespace) -> None:
+    doc = next(d for d in endpoints_in(namespace) if d["metadata"]["name"] == "search-rerank")
+    with running_operator(str(cluster.kubeconfig), [namespace], SETTINGS):
+        cluster.apply(doc)
+        wait_for(lambda: children(cluster, namespace).keys() >= expected_children(doc))
+
+        doc["spec"]["engine"]["maxNumSeqs"] = 32
+        doc["spec"]["capacity"]["preference"] = ["reserved", "on-demand"]
+        doc["spec"]["capacity"].pop("spot")
+        cluster.apply(doc)
+
+        def updated() -> bool:
+            live = children(cluster, namespace)
+            dep = live.get("Deployment/search-rerank-on-demand")
+            args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+            return (
+                args[args.index("--max-num-seqs") + 1] == "32"
+                and "Deployment/search-rerank-spot" not in live
+            )
+
+        wait_for(updated, what="args updated and the spot Deployment pruned")
+
+        cluster.delete("InferenceEndpoint", namespace, "search-rerank")
+        wait_for(lambda: not children(cluster, namespace), what="garbage collection")
+
+
+def test_restart_mid_rollout_converges_without_duplicates(cluster, namespace) -> None:
+    docs = endpoints_in(namespace)
+    with running_operator(str(cluster.kubeconfig), [namespace], SETTINGS):
+        for doc in docs[:2]:
+            cluster.apply(doc)
+        wait_for(lambda: children(cluster, namespace), what="first children")
+    # Operator stopped with work left; more endpoints arrive while it is down.
+    for doc in docs[2:]:
+        cluster.apply(doc)
+    with running_operator(str(cluster.kubeconfig), [namespace], SETTINGS):
+        want = set().union(*(expected_children(d) for d in docs))
+        wait_for(lambda: children(cluster, namespace).keys() == want, what="convergence")
+        for child in children(cluster, namespace).values():
+            assert len(child["metadata"]["ownerReferences"]) == 1
+
+
+def test_a_converged_fleet_is_not_written_again(cluster, namespace) -> None:
+    docs = endpoints_in(namespace)[:3]
+
+    def versions() -> dict[str, str]:
+        out = {k: c["metadata"]["resourceVersion"] for k, c in children(cluster, namespace).items()}
+        for d in docs:
+            out[d["metadata"]["name"]] = ie(cluster, namespace, d["metadata"]["name"])["metadata"][
+                "resourceVersion"
+            ]
+        return out
+
+    with running_operator(str(cluster.kubeconfig), [namespace], SETTINGS):
+        for doc in docs:
+            cluster.apply(doc)
+        want = set().union(*(expected_children(d) for d in docs))
+        wait_for(lambda: children(cluster, namespace).keys() == want)
+        wait_for(
+            lambda: all(
+                ie(cluster, namespace, d["metadata"]["name"]).get("status", {}).get("placement")
+                for d in docs
+            )
+        )
+        before = versions()
+        done = RECONCILES.labels("InferenceEndpoint", "ok")._value.get()
+        # Every endpoint's timer reconciles it again several times.
+        wait_for(
+            lambda: (
+                RECONCILES.labels("InferenceEndpoint", "ok")._value.get() >= done + 3 * len(docs)
+            ),
+            what="more reconciles",
+        )
+        assert versions() == before, "a reconcile that changed nothing wrote to the API server"
+
+
+def test_unsatisfiable_endpoints_get_a_condition_and_an_event(cluster, namespace) -> None:
+    good = next(d for d in endpoints_in(namespace) if d["metadata"]["name"] == "support-medium")
+    bad = {
+        "unknown-gpu": {"resources": {"gpu": {"type": "b300"}}},
+        "too-big": {"model": {"uri": "hf://x/y", "servedName": "y", "parameters": 5e12}},
+        "no-pool": {
+            "capacity": {"preference": ["reserved", "on-demand"], "reservation": "nowhere"}
+        },
+    }
+    with running_operator(str(cluster.kubeconfig), [namespace], SETTINGS):
+        for name, patch in bad.items():
+            spec = {"model": {"uri": "hf://x/y", "servedName": name, "parameters": 8e9}, **patch}
+            cluster.apply(
+                {
+                    "apiVersion": "frugal.dev/v1alpha1",
+                    "kind": "InferenceEndpoint",
+                    "metadata": {"name": name, "namespace": namespace},
+                    "spec": spec,
+                }
+            )
+        cluster.apply(good)
+        expected = {
+            "unknown-gpu": "UnknownGpuType",
+            "too-big": "NoGpuFits",
+            "no-pool": "UnknownReservation",
+        }
+        for name, reason in expected.items():
+            obj = wait_for(
+                lambda n=name, r=reason: (
+                    condition(ie(cluster, namespace, n), "Placed").get("reason") == r
+                    and ie(cluster, namespace, n)
+                ),
+                what=f"{name}: Placed reason {reason}",
+            )
+            assert condition(obj, "Placed")["status"] == "False", name
+            wait_for(
+                lambda n=name, r=reason: any(
+                    e["reason"] == r and e["type"] == "Warning"
+                    for e in events_for(cluster, namespace, n)
+                ),
+                what=f"{reason} event",
+            )
+        assert "b300" in condition(ie(cluster, namespace, "unknown-gpu"), "Placed")["message"]
+        # Nothing is rendered for endpoints that fit nowhere; the good one is served anyway.
+        assert not children(cluster, namespace, "unknown-gpu")
+        assert not children(cluster, namespace, "too-big")
+        assert "Deployment/no-pool-on-demand" in children(cluster, namespace, "no-pool")
+        wait_for(
+            lambda: children(cluster, namespace, "support-medium").keys() == expected_children(good)
+        )

@@ -1,0 +1,41 @@
+"""Run the real operator in-process (kopf.testing.KopfRunner) against a test cluster."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+from kopf.testing import KopfRunner
+
+from frugal.controller.operator import build_registry, operator_settings
+from frugal.settings import Settings
+
+
+@contextlib.contextmanager
+def running_operator(
+    kubeconfig: str, namespaces: list[str], settings: Settings | None = None
+) -> Iterator[KopfRunner]:
+    """The operator with production wiring, watching ``namespaces``, stopped on exit."""
+    settings = settings or Settings(reconcile_interval_seconds=2)
+    args = ["run", "--standalone"]
+    for ns in namespaces:
+        args += ["--namespace", ns]
+    old = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = kubeconfig
+    try:
+        with KopfRunner(
+            args,
+            registry=build_registry(settings),
+            settings=operator_settings(peering=False),
+            timeout=60,
+        ) as runner:
+            yield runner
+    finally:
+        if old is None:
+            os.environ.pop("KUBECONFIG", None)
+        else:
+            os.environ["KUBECONFIG"] = old
+    if runner.exception is not None:
+        raise runner.exception
+    assert runner.exit_code == 0, runner.output

@@ -1,0 +1,191 @@
+"""Rendering children: vLLM arguments, labels for cost allocation, placement on nodes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from frugal.api.base import CapacityType
+from frugal.api.endpoint import InferenceEndpointSpec
+from frugal.catalog.profiles import PROFILES, ProfileName
+from frugal.placement.plan import EndpointWish, plan_fleet
+from frugal.render.endpoint import HASH_ANNOTATION, Owner, render_endpoint
+from frugal.render.engine import model_argument, vllm_args
+from frugal.settings import ReservationPool, Settings
+
+OWNER = Owner("chat", "team-a", "1234")
+
+
+def spec(**kw) -> InferenceEndpointSpec:
+    base = {"model": {"uri": "hf://org/m", "servedName": "chat", "parameters": 8e9}}
+    return InferenceEndpointSpec.model_validate({**base, **kw})
+
+
+def render(s: InferenceEndpointSpec, settings: Settings | None = None, replicas: int = 3):
+    settings = settings or Settings()
+    plan = plan_fleet([EndpointWish("team-a/chat", s, replicas)], settings)["team-a/chat"]
+    return {
+        f"{c['kind']}/{c['metadata']['name']}": c for c in render_endpoint(OWNER, s, plan, settings)
+    }
+
+
+def test_vllm_arguments_follow_the_spec() -> None:
+    s = spec(
+        model={"uri": "hf://org/m", "servedName": "chat", "parameters": 8e9, "revision": "v2"},
+        engine={
+            "quantization": "awq",
+            "kvCacheDtype": "fp8",
+            "maxModelLen": 16384,
+            "maxNumSeqs": 64,
+            "gpuMemoryUtilization": 0.85,
+            "prefixCaching": False,
+            "speculative": {
+                "method": "eagle3",
+                "draftModel": "hf://org/eagle",
+                "numSpeculativeTokens": 4,
+            },
+            "extraArgs": ["--enforce-eager"],
+        },
+    )
+    args = vllm_args(s, tensor_parallel=2, port=8000)
+    assert args[0] == "org/m", "model is positional: --model is deprecated in vllm serve"
+    pairs = dict(zip(args[1::2], args[2::2], strict=False))
+    assert pairs["--served-model-name"] == "chat"
+    assert "--quantization" in args
+    assert args[args.index("--quantization") + 1] == "awq"
+    assert args[args.index("--kv-cache-dtype") + 1] == "fp8"
+    assert args[args.index("--max-model-len") + 1] == "16384"
+    assert args[args.index("--max-num-seqs") + 1] == "64"
+    assert args[args.index("--gpu-memory-utilization") + 1] == "0.85"
+    assert args[args.index("--tensor-parallel-size") + 1] == "2"
+    assert args[args.index("--revision") + 1] == "v2"
+    assert "--no-enable-prefix-caching" in args
+    spec_config = json.loads(args[args.index("--speculative-config") + 1])
+    assert spec_config == {"method": "eagle3", "num_speculative_tokens": 4, "model": "org/eagle"}
+    assert args[-1] == "--enforce-eager"
+
+
+def test_unquantized_models_pass_no_quantization_flag() -> None:
+    assert "--quantization" not in vllm_args(spec(), 1, 8000)
+
+
+@pytest.mark.parametrize(
+    ("uri", "arg"),
+    [
+        ("hf://meta/llama", "meta/llama"),
+        ("s3://b/k/m", "s3://b/k/m"),
+        ("pvc://weights/llama-8b", "/models/weights/llama-8b"),
+    ],
+)
+def test_model_sources(uri: str, arg: str) -> None:
+    assert model_argument(uri) == arg
+
+
+def test_s3_uses_the_streamer_and_pvc_is_mounted() -> None:
+    s3 = spec(model={"uri": "s3://b/m", "servedName": "m", "parameters": 1e9})
+    assert "runai_streamer" in vllm_args(s3, 1, 8000)
+    pvc = spec(model={"uri": "pvc://weights/m", "servedName": "m", "parameters": 1e9})
+    dep = render(pvc)["Deployment/chat-on-demand"]
+    pod = dep["spec"]["template"]["spec"]
+    assert {
+        "name": "weights",
+        "persistentVolumeClaim": {"claimName": "weights", "readOnly": True},
+    } in pod["volumes"]
+
+
+def test_cost_labels_reach_every_child_and_the_pods() -> None:
+    s = spec(
+        costAllocation={
+            "team": "search",
+            "project": "rank",
+            "environment": "prod",
+            "costCenter": "cc-1",
+            "labels": {"example.com/tier": "gold"},
+        }
+    )
+    children = render(s)
+    expected = {
+        "team": "search",
+        "frugal.dev/team": "search",
+        "product": "rank",
+        "env": "prod",
+        "department": "cc-1",
+        "frugal.dev/cost-center": "cc-1",
+        "example.com/tier": "gold",
+        "frugal.dev/endpoint": "chat",
+    }
+    for key, child in children.items():
+        assert expected.items() <= child["metadata"]["labels"].items(), key
+        assert child["metadata"]["ownerReferences"][0]["uid"] == "1234"
+        assert child["metadata"]["ownerReferences"][0]["controller"] is True
+        if child["kind"] == "Deployment":
+            assert expected.items() <= child["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_one_deployment_per_preferred_capacity_type_with_the_split() -> None:
+    s = spec(
+        scaling={"minReplicas": 4, "maxReplicas": 4},
+        capacity={
+            "preference": ["reserved", "spot", "on-demand"],
+            "reservation": "pool",
+            "spot": {"maxShare": 0.5},
+            "onDemandFloor": 1,
+        },
+    )
+    settings = Settings(reservations=(ReservationPool(name="pool", gpu_type="l4", gpus=1),))
+    children = render(s, settings, replicas=4)
+    reps = {k: c["spec"]["replicas"] for k, c in children.items() if c["kind"] == "Deployment"}
+    assert reps == {
+        "Deployment/chat-reserved": 1,
+        "Deployment/chat-spot": 2,
+        "Deployment/chat-on-demand": 1,
+    }
+    assert {"Service/chat", "PodDisruptionBudget/chat"} <= children.keys()
+
+
+@pytest.mark.parametrize("profile", list(ProfileName))
+def test_each_profile_pins_pods_to_their_capacity_type(profile: ProfileName) -> None:
+    settings = Settings(profile=profile)
+    children = render(spec(capacity={"preference": ["spot", "on-demand"]}), settings)
+    for ctype in (CapacityType.SPOT, CapacityType.ON_DEMAND):
+        pod = children[f"Deployment/chat-{ctype.value}"]["spec"]["template"]["spec"]
+        expected = PROFILES[profile].capacity_labels[ctype]
+        assert expected.items() <= pod["nodeSelector"].items()
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+            "tolerations"
+        ]
+
+
+def test_engine_pod_is_hardened_and_probed() -> None:
+    dep = render(spec(scaling={"coldStartBudget": "20m"}))["Deployment/chat-on-demand"]
+    pod = dep["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert c["startupProbe"]["httpGet"]["path"] == "/health"
+    assert c["startupProbe"]["failureThreshold"] * c["startupProbe"]["periodSeconds"] >= 1200
+    assert c["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["enableServiceLinks"] is False
+    shm = next(v for v in pod["volumes"] if v["name"] == "shm")
+    assert shm["emptyDir"]["medium"] == "Memory"
+    assert dep["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+
+
+def test_hash_is_stable_and_tracks_content() -> None:
+    a = render(spec())
+    b = render(spec())
+    c = render(spec(engine={"maxNumSeqs": 8}))
+    key = "Deployment/chat-on-demand"
+    h = lambda x: x[key]["metadata"]["annotations"][HASH_ANNOTATION]  # noqa: E731
+    assert h(a) == h(b)
+    assert h(a) != h(c)
+
+
+def test_nothing_is_rendered_when_no_gpu_fits() -> None:
+    s = spec(model={"uri": "hf://a/b", "servedName": "b", "parameters": 5e12})
+    assert render(s) == {}
