@@ -144,10 +144,10 @@ class ControlPlane:
             raise TestbedError(f"CRDs not established: {out.stderr}")
         # Established comes before discovery serves the kinds; clients (kubectl explain, get by
         # short name) only see them once discovery does.
-        wanted = {"inferenceendpoints", "routingpolicies", "cachepolicies"}
+        wanted = {"inferenceendpoints", "routingpolicies", "cachepolicies", "clusterkopfpeerings"}
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            out = self.kubectl("api-resources", "--api-group=frugal.dev", "-o", "name")
+            out = self.kubectl("api-resources", "-o", "name")
             if wanted <= {line.split(".")[0] for line in out.stdout.split()}:
                 return
             time.sleep(0.5)

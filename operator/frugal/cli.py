@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Annotated
 
@@ -86,6 +87,10 @@ def operator(
             help="Coordinate replicas through kopf peering so only one acts (HA).",
         ),
     ] = True,
+    priority: Annotated[
+        int | None,
+        typer.Option(help="Peering priority; random by default so replicas never tie."),
+    ] = None,
     liveness: Annotated[
         str | None,
         typer.Option(help="Serve a liveness probe here, e.g. http://0.0.0.0:8080/healthz"),
@@ -95,7 +100,12 @@ def operator(
     """Run the operator (reconciles InferenceEndpoints into vLLM Deployments)."""
     import kopf
 
-    from frugal.controller.operator import build_registry, operator_settings
+    from frugal.controller.operator import (
+        api_client,
+        build_registry,
+        ensure_peering,
+        operator_settings,
+    )
     from frugal.settings import load_settings
 
     kopf.configure(
@@ -103,12 +113,20 @@ def operator(
         log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.PLAIN,
     )
     settings = load_settings(settings_file)
+    # kopf lets every replica of the *same* priority act (with a warning), so replicas must
+    # differ: the highest acts, the others wait until its peering record expires.
+    if priority is None:
+        priority = secrets.randbelow(2**31 - 1) + 1
+    if peering:
+        with api_client() as api:
+            ensure_peering(api, namespace or [])
     kopf.run(
         registry=build_registry(settings),
-        settings=operator_settings(peering=peering),
+        settings=operator_settings(peering=peering, lifetime=settings.peering_lifetime_seconds),
         clusterwide=not namespace,
         namespaces=namespace or (),
         standalone=not peering,
+        priority=priority,
         liveness_endpoint=liveness,
     )
 

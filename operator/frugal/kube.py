@@ -50,6 +50,8 @@ RESOURCES: dict[tuple[str, str], Resource] = {
     ("frugal.dev/v1alpha1", "RoutingPolicy"): Resource("routingpolicies"),
     ("frugal.dev/v1alpha1", "CachePolicy"): Resource("cachepolicies"),
     ("karpenter.sh/v1", "NodePool"): Resource("nodepools", namespaced=False),
+    ("kopf.dev/v1", "ClusterKopfPeering"): Resource("clusterkopfpeerings", namespaced=False),
+    ("kopf.dev/v1", "KopfPeering"): Resource("kopfpeerings"),
     ("karpenter.k8s.aws/v1", "EC2NodeClass"): Resource("ec2nodeclasses", namespaced=False),
 }
 
@@ -125,6 +127,17 @@ def apply(
     return request(
         api, "PATCH", path, query=query, body=yaml_safe_json(obj), content_type=APPLY_PATCH
     )
+
+
+def create_if_missing(api: ApiClient, obj: dict[str, Any]) -> None:
+    """Create ``obj`` unless an object of that name exists (never overwrites)."""
+    meta = obj["metadata"]
+    path = resource_path(obj["apiVersion"], obj["kind"], meta.get("namespace"))
+    try:
+        request(api, "POST", path, body=obj)
+    except ApiException as err:
+        if err.status != 409:
+            raise
 
 
 def get(

@@ -17,7 +17,7 @@ CRDS = Path(__file__).resolve().parents[2] / "crds"
 
 def test_crds_folder_matches_the_models() -> None:
     files = render_crd_files()
-    on_disk = {p.name: p.read_text() for p in CRDS.glob("*.yaml")}
+    on_disk = {p.name: p.read_text() for p in CRDS.glob("frugal.dev_*.yaml")}
     assert on_disk.keys() == files.keys(), "run `make crds`"
     for name, text in files.items():
         assert on_disk[name] == text, f"{name} is stale: run `make crds`"

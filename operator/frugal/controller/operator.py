@@ -14,6 +14,7 @@ import kopf
 import kubernetes
 from kubernetes.client import ApiClient
 
+from frugal import kube
 from frugal.controller import endpoints
 from frugal.settings import Settings
 
@@ -36,7 +37,25 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_with_kubeconfig(**kwargs)
 
 
-def operator_settings(*, peering: bool) -> kopf.OperatorSettings:
+def ensure_peering(api: ApiClient, namespaces: list[str]) -> None:
+    """Create the peering object(s) kopf coordinates through; kopf does not create them."""
+    meta = {"name": PEERING_NAME, "labels": {"app.kubernetes.io/part-of": "frugal"}}
+    if not namespaces:
+        kube.create_if_missing(
+            api, {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": meta}
+        )
+    for ns in namespaces:
+        kube.create_if_missing(
+            api,
+            {
+                "apiVersion": "kopf.dev/v1",
+                "kind": "KopfPeering",
+                "metadata": {**meta, "namespace": ns},
+            },
+        )
+
+
+def operator_settings(*, peering: bool, lifetime: int = 60) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     # kopf's bookkeeping lives in status, never in the user's metadata or spec.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
@@ -49,6 +68,7 @@ def operator_settings(*, peering: bool) -> kopf.OperatorSettings:
     settings.peering.name = PEERING_NAME
     settings.peering.mandatory = peering
     settings.peering.standalone = not peering
+    settings.peering.lifetime = lifetime
     settings.watching.server_timeout = 300
     settings.queueing.error_delays = (1, 2, 5, 10, 30, 60)
     return settings
