@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TESTBED := PYTHONPATH=e2e $(BIN)/python -m testbed
+PY_PATHS := operator tests e2e
 
-.PHONY: help install crds lint format test unit testbed-build testbed-up testbed-down clean
+.PHONY: help install deps crds lint format test unit testbed-build testbed-up testbed-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -22,12 +23,15 @@ crds: install ## Regenerate crds/ from the API models
 	$(BIN)/frugal crds --out crds
 
 lint: install ## ruff check and format check
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check $(PY_PATHS)
+	$(BIN)/ruff format --check $(PY_PATHS)
 
 format: install ## Apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix .
-	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix $(PY_PATHS)
+	$(BIN)/ruff format $(PY_PATHS)
+
+deps: ## Debian packages used by the tests (prometheus, redis-server, lua5.4)
+	bash scripts/install-debian-deps.sh
 
 testbed-build: ## Build the testbed binaries from Go modules (cached by version)
 	bash e2e/testbed/build.sh
@@ -41,7 +45,7 @@ testbed-down: install ## Stop what testbed-up started
 unit: install ## Only the tests that need no cluster
 	$(BIN)/pytest tests/unit
 
-test: install testbed-build lint ## Lint, then the whole test suite against real components
+test: install deps testbed-build lint ## Lint, then the whole test suite against real components
 	$(BIN)/frugal crds --out crds --check
 	$(BIN)/pytest
 

@@ -17,7 +17,14 @@ from kubernetes.client import ApiException
 
 from testbed import bin_dir
 from testbed.client import Cluster
-from testbed.fleet import GPU_RESOURCE, POOL_LABEL, Fleet, NodePool, karpenter_pools
+from testbed.fleet import (
+    GPU_RESOURCE,
+    INSTANCE_TYPES,
+    POOL_LABEL,
+    Fleet,
+    NodePool,
+    karpenter_pools,
+)
 
 pytestmark = pytest.mark.fleet
 
@@ -120,16 +127,17 @@ def node_labels(cluster: Cluster) -> dict[str, dict[str, str]]:
 
 
 def all_running_on(
-    cluster: Cluster, namespace: str, app: str, replicas: int, want: Callable[[dict], bool]
+    cluster: Cluster, namespace: str, app: str, replicas: int, labels: dict[str, str]
 ) -> Callable[[], list[Any] | None]:
     """A probe: the app's live pods, once there are ``replicas`` of them, all Running and Ready
-    on nodes whose labels satisfy ``want``."""
+    on nodes that carry ``labels``."""
 
     def probe() -> list[Any] | None:
         pods = live_pods(cluster, namespace, app)
-        labels = node_labels(cluster)
+        nodes = node_labels(cluster)
         if len(pods) == replicas and all(
-            is_running_and_ready(p) and want(labels.get(p.spec.node_name, {})) for p in pods
+            is_running_and_ready(p) and labels.items() <= nodes.get(p.spec.node_name, {}).items()
+            for p in pods
         ):
             return pods
         return None
@@ -150,9 +158,10 @@ def test_nodes_are_ready_with_karpenter_labels_taints_and_gpus(cluster: Cluster)
         assert labels[CAPACITY_TYPE] == pool.capacity_type
         assert labels["karpenter.sh/nodepool"] == pool.name
         assert labels["nvidia.com/gpu.present"] == "true"
-        assert labels["node.kubernetes.io/instance-type"].startswith(
-            {"l4": "g6.", "l40s": "g6e."}[pool.gpu_type]
-        )
+        shape = INSTANCE_TYPES[labels["node.kubernetes.io/instance-type"]]
+        assert (shape.gpu_name, shape.gpus) == (labels[GPU_NAME], pool.gpus_per_node)
+        assert node.status.capacity["cpu"] == str(shape.cpus)
+        assert node.status.capacity["memory"] == shape.memory
         taints = {(t.key, t.value, t.effect) for t in node.spec.taints or []}
         assert (GPU_RESOURCE, "true", "NoSchedule") in taints
         assert node.status.capacity[GPU_RESOURCE] == str(pool.gpus_per_node)
@@ -170,7 +179,7 @@ def test_spot_l4_deployment_is_scheduled_onto_spot_l4_nodes(
     create_deployment(cluster, gpu_deployment("chat", namespace, 3, nodeSelector=selector))
 
     pods = wait_for(
-        all_running_on(cluster, namespace, "chat", 3, lambda n: selector.items() <= n.items()),
+        all_running_on(cluster, namespace, "chat", 3, selector),
         "3 chat pods Running and Ready on spot l4 nodes",
     )
     assert all(p.spec.scheduler_name == "default-scheduler" for p in pods)
@@ -198,7 +207,7 @@ def test_reclaimed_spot_pods_are_recreated_on_on_demand(
     )
     create_deployment(cluster, manifest)
     before = wait_for(
-        all_running_on(cluster, namespace, "summarize", 2, lambda n: n[CAPACITY_TYPE] == "spot"),
+        all_running_on(cluster, namespace, "summarize", 2, {CAPACITY_TYPE: "spot"}),
         "2 summarize pods Running and Ready on spot l40s nodes",
     )
 
@@ -206,9 +215,7 @@ def test_reclaimed_spot_pods_are_recreated_on_on_demand(
         reclaimed = fleet.delete_pool("spot")
         assert {p.spec.node_name for p in before} <= set(reclaimed)
         after = wait_for(
-            all_running_on(
-                cluster, namespace, "summarize", 2, lambda n: n[CAPACITY_TYPE] == "on-demand"
-            ),
+            all_running_on(cluster, namespace, "summarize", 2, {CAPACITY_TYPE: "on-demand"}),
             "2 summarize pods Running and Ready on on-demand l40s nodes",
         )
         assert {p.metadata.name for p in after}.isdisjoint(p.metadata.name for p in before)
@@ -242,10 +249,14 @@ def test_pod_wanting_more_gpus_than_any_node_stays_pending(
         ).items
         return events[0] if events else None
 
+    def unschedulable() -> Any:
+        # The scheduler records the event before it writes the pod's condition.
+        status = cluster.core.read_namespaced_pod("giant", namespace).status
+        scheduled = {c.type: c for c in status.conditions or []}.get("PodScheduled")
+        return status if scheduled and scheduled.status == "False" else None
+
     event = wait_for(failed_scheduling, "a FailedScheduling event for the giant pod")
     assert f"Insufficient {GPU_RESOURCE}" in event.message
-    status = cluster.core.read_namespaced_pod("giant", namespace).status
+    status = wait_for(unschedulable, "the giant pod's PodScheduled condition to turn False")
     assert status.phase == "Pending"
-    scheduled = {c.type: c for c in status.conditions or []}["PodScheduled"]
-    assert scheduled.status == "False"
-    assert scheduled.reason == "Unschedulable"
+    assert {c.type: c.reason for c in status.conditions}["PodScheduled"] == "Unschedulable"

@@ -11,6 +11,7 @@ so nothing touches the network. All state lives under the workdir given to ``Fle
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -18,7 +19,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +28,12 @@ import yaml
 
 from testbed.controlplane import REPO, TestbedError, bin_dir, ensure_built, free_port
 
+# build.sh answers in a few ms, but kubectl runs in polling loops.
+_bin_dir = functools.cache(bin_dir)
+
 CapacityType = Literal["reserved", "spot", "on-demand"]
+# What happens to the pods of a reclaimed pool (see Fleet.delete_pool).
+PodFate = Literal["delete", "evict", "orphan"]
 
 # Labels the fleet itself puts on every node, so pools can be found again.
 POOL_LABEL = "frugal.dev/fleet-pool"
@@ -37,16 +43,37 @@ GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NoSchedule"}
 # What Karpenter puts on a node it is about to take away.
 DISRUPTED_TAINT = "karpenter.sh/disrupted:NoSchedule"
 
-# (gpu type, GPUs per node) -> (EC2 instance type, vCPUs, memory): the AWS shapes Karpenter
-# would pick, so node labels and allocatable look like the real thing.
-INSTANCE_TYPES: dict[tuple[str, int], tuple[str, int, str]] = {
-    ("l4", 1): ("g6.xlarge", 4, "16Gi"),
-    ("l4", 4): ("g6.12xlarge", 48, "192Gi"),
-    ("l4", 8): ("g6.48xlarge", 192, "768Gi"),
-    ("l40s", 1): ("g6e.xlarge", 4, "32Gi"),
-    ("l40s", 4): ("g6e.12xlarge", 48, "384Gi"),
-    ("l40s", 8): ("g6e.48xlarge", 192, "1536Gi"),
+
+@dataclass(frozen=True)
+class InstanceType:
+    """An EC2 GPU shape, so node labels and allocatable look like what Karpenter launches."""
+
+    gpu_type: str  # frugal's catalog name (frugal.dev/gpu-type)
+    gpu_name: str  # karpenter.k8s.aws/instance-gpu-name
+    gpus: int
+    cpus: int
+    memory: str
+
+
+INSTANCE_TYPES: dict[str, InstanceType] = {
+    "g4dn.xlarge": InstanceType("t4", "t4", 1, 4, "16Gi"),
+    "g4dn.12xlarge": InstanceType("t4", "t4", 4, 48, "192Gi"),
+    "g5.xlarge": InstanceType("a10g", "a10g", 1, 4, "16Gi"),
+    "g5.2xlarge": InstanceType("a10g", "a10g", 1, 8, "32Gi"),
+    "g5.12xlarge": InstanceType("a10g", "a10g", 4, 48, "192Gi"),
+    "g6.xlarge": InstanceType("l4", "l4", 1, 4, "16Gi"),
+    "g6.2xlarge": InstanceType("l4", "l4", 1, 8, "32Gi"),
+    "g6.12xlarge": InstanceType("l4", "l4", 4, 48, "192Gi"),
+    "g6.48xlarge": InstanceType("l4", "l4", 8, 192, "768Gi"),
+    "g6e.xlarge": InstanceType("l40s", "l40s", 1, 4, "32Gi"),
+    "g6e.2xlarge": InstanceType("l40s", "l40s", 1, 8, "64Gi"),
+    "g6e.12xlarge": InstanceType("l40s", "l40s", 4, 48, "384Gi"),
+    "g6e.48xlarge": InstanceType("l40s", "l40s", 8, 192, "1536Gi"),
+    "p4de.24xlarge": InstanceType("a100-80gb", "a100", 8, 96, "1152Gi"),
+    "p5.48xlarge": InstanceType("h100", "h100", 8, 192, "2048Gi"),
 }
+# The smallest shape per GPU, as in frugal's catalog (catalog/gpus.py).
+DEFAULT_INSTANCE_TYPES = {"l4": "g6.xlarge", "l40s": "g6e.xlarge"}
 
 COMPONENTS = [
     "etcd",
@@ -76,6 +103,39 @@ class NodePool:
     memory: str = "32Gi"
 
 
+def karpenter_pool(
+    name: str, capacity_type: CapacityType, instance_type: str, count: int
+) -> NodePool:
+    """``count`` nodes of one EC2 GPU shape, labelled and tainted as Karpenter's would be."""
+    shape = INSTANCE_TYPES[instance_type]
+    family, size = instance_type.split(".")
+    labels = {
+        "karpenter.sh/capacity-type": capacity_type,
+        "karpenter.sh/nodepool": name,
+        "karpenter.sh/registered": "true",
+        "karpenter.sh/initialized": "true",
+        "node.kubernetes.io/instance-type": instance_type,
+        "karpenter.k8s.aws/instance-family": family,
+        "karpenter.k8s.aws/instance-size": size,
+        "karpenter.k8s.aws/instance-gpu-manufacturer": "nvidia",
+        "karpenter.k8s.aws/instance-gpu-name": shape.gpu_name,
+        "karpenter.k8s.aws/instance-gpu-count": str(shape.gpus),
+        "nvidia.com/gpu.present": "true",
+        GPU_TYPE_LABEL: shape.gpu_type,
+    }
+    return NodePool(
+        name=name,
+        capacity_type=capacity_type,
+        gpu_type=shape.gpu_type,
+        gpus_per_node=shape.gpus,
+        count=count,
+        labels=labels,
+        taints=[dict(GPU_TAINT)],
+        cpu=str(shape.cpus),
+        memory=shape.memory,
+    )
+
+
 def karpenter_pools(
     *,
     reserved_l4: int = 2,
@@ -83,53 +143,28 @@ def karpenter_pools(
     spot_l40s: int = 2,
     on_demand_l4: int = 4,
     on_demand_l40s: int = 2,
-    gpus_per_node: int = 1,
+    instance_types: Mapping[str, str] = DEFAULT_INSTANCE_TYPES,
+    reserved_pool: str = "reserved",
 ) -> list[NodePool]:
-    """Pools named after their capacity type and labelled the way Karpenter labels nodes.
+    """A reserved, a spot and an on-demand Karpenter NodePool of L4 and L40S nodes.
 
-    Pools with a count of 0 are left out.
+    Spot and on-demand pools are named after their capacity type. frugal's Karpenter profile
+    selects reserved nodes by ``karpenter.sh/nodepool`` = the reservation's name, so
+    ``reserved_pool`` should match a reservation in the operator's settings. Pools with a count
+    of 0 are left out.
     """
-    shape = [
-        ("reserved", "l4", reserved_l4),
-        ("spot", "l4", spot_l4),
-        ("spot", "l40s", spot_l40s),
-        ("on-demand", "l4", on_demand_l4),
-        ("on-demand", "l40s", on_demand_l40s),
+    shape: list[tuple[str, CapacityType, str, int]] = [
+        (reserved_pool, "reserved", "l4", reserved_l4),
+        ("spot", "spot", "l4", spot_l4),
+        ("spot", "spot", "l40s", spot_l40s),
+        ("on-demand", "on-demand", "l4", on_demand_l4),
+        ("on-demand", "on-demand", "l40s", on_demand_l40s),
     ]
-    pools = []
-    for capacity_type, gpu_type, count in shape:
-        if count <= 0:
-            continue
-        instance_type, cpus, memory = INSTANCE_TYPES[(gpu_type, gpus_per_node)]
-        family, size = instance_type.split(".")
-        labels = {
-            "karpenter.sh/capacity-type": capacity_type,
-            "karpenter.sh/nodepool": capacity_type,
-            "karpenter.sh/registered": "true",
-            "karpenter.sh/initialized": "true",
-            "node.kubernetes.io/instance-type": instance_type,
-            "karpenter.k8s.aws/instance-family": family,
-            "karpenter.k8s.aws/instance-size": size,
-            "karpenter.k8s.aws/instance-gpu-manufacturer": "nvidia",
-            "karpenter.k8s.aws/instance-gpu-name": gpu_type,
-            "karpenter.k8s.aws/instance-gpu-count": str(gpus_per_node),
-            "nvidia.com/gpu.present": "true",
-            GPU_TYPE_LABEL: gpu_type,
-        }
-        pools.append(
-            NodePool(
-                name=capacity_type,
-                capacity_type=capacity_type,  # type: ignore[arg-type]
-                gpu_type=gpu_type,
-                gpus_per_node=gpus_per_node,
-                count=count,
-                labels=labels,
-                taints=[dict(GPU_TAINT)],
-                cpu=str(cpus),
-                memory=memory,
-            )
-        )
-    return pools
+    return [
+        karpenter_pool(name, capacity_type, instance_types[gpu_type], count)
+        for name, capacity_type, gpu_type, count in shape
+        if count > 0
+    ]
 
 
 def node_manifest(pool: NodePool, name: str) -> dict[str, Any]:
@@ -175,6 +210,7 @@ class FleetState:
     kubeconfig: str
     server: str = ""
     pids: dict[str, int] = field(default_factory=dict)
+    # The node batches now registered (add_nodes appends, delete_pool removes).
     pools: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
@@ -287,38 +323,57 @@ class Fleet:
         return names
 
     def delete_pool(
-        self, name: str, gpu_type: str | None = None, drain: bool = True, timeout: float = 120.0
+        self,
+        name: str,
+        gpu_type: str | None = None,
+        pods: PodFate = "delete",
+        timeout: float = 120.0,
     ) -> list[str]:
         """Take a pool's nodes away, as a spot reclamation does; returns the node names.
 
-        With ``drain`` (the default) the nodes are first tainted ``karpenter.sh/disrupted``,
-        cordoned and drained, as Karpenter does on an interruption notice, so replacement pods
-        are created at once. Without it only the Node objects go, and their pods linger until
-        the pod garbage collector removes them: about 40-60 s, fixed in kube-controller-manager
-        (a 40 s quarantine and a 20 s check period, neither of which is a flag).
-        A drain that cannot finish (a PodDisruptionBudget, say) does not stop the reclamation.
+        The nodes are first tainted ``karpenter.sh/disrupted`` and cordoned, as Karpenter does
+        on an interruption notice, then their pods go according to ``pods``:
+
+        - ``"delete"``: deleted, as the reclaimed instance kills them whatever PDBs say; the
+          replacements are created at once.
+        - ``"evict"``: evicted through the Eviction API, honouring PodDisruptionBudgets, for up
+          to half of ``timeout``; the nodes go anyway after that, as the instance would.
+          Pods in a terminating namespace cannot be evicted, only waited for.
+        - ``"orphan"``: left alone. Only the Node objects go and the pods linger until the pod
+          garbage collector removes them, 40-60 s later: kube-controller-manager waits a fixed
+          40 s quarantine and looks every 20 s, and neither is a flag.
         """
         selector = f"{POOL_LABEL}={name}" + (f",{GPU_TYPE_LABEL}={gpu_type}" if gpu_type else "")
         nodes = self._node_names(selector)
         if not nodes:
             return []
-        if drain:
+        if pods != "orphan":
             self._kubectl_ok("taint", "nodes", "-l", selector, DISRUPTED_TAINT, "--overwrite")
-            flags = ("--ignore-daemonsets", "--delete-emptydir-data", "--force")
-            self.kubectl("drain", "-l", selector, *flags, f"--timeout={int(timeout / 2)}s")
+            drain = ["drain", "-l", selector, "--ignore-daemonsets", "--delete-emptydir-data"]
+            drain += ["--force", f"--timeout={int(timeout / 2)}s"]
+            if pods == "delete":
+                self._kubectl_ok(*drain, "--disable-eviction")
+            else:
+                self.kubectl(*drain)  # a drain blocked by a PDB does not stop the reclamation
         self._kubectl_ok("delete", "nodes", "-l", selector, f"--timeout={int(timeout)}s")
         deadline = time.monotonic() + timeout
         while self._node_names(selector):
             if time.monotonic() > deadline:
                 raise TestbedError(f"nodes of pool {name} still exist after {timeout:.0f}s")
             time.sleep(0.5)
+        state = FleetState.load(self.state_file)
+        if state is not None:
+            state.pools = [
+                p for p in state.pools if p["name"] != name or gpu_type not in (None, p["gpu_type"])
+            ]
+            state.save(self.state_file)
         return nodes
 
     # --- helpers -------------------------------------------------------------------------
 
     def kubectl(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run the version-matched kubectl against this fleet."""
-        cmd = [str(bin_dir("kubernetes") / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args]
+        cmd = [str(_bin_dir("kubernetes") / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args]
         return subprocess.run(cmd, capture_output=True, text=True, input=input, check=False)
 
     def apply_crds(self, crds: Path) -> None:
@@ -359,7 +414,7 @@ class Fleet:
         # hanging on an unreachable host. Loopback stays direct for the components it starts.
         env |= {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
         env["NO_PROXY"] = "127.0.0.1,localhost,::1"
-        kwokctl = str(bin_dir("kwok") / "kwokctl")
+        kwokctl = str(_bin_dir("kwok") / "kwokctl")
         cmd = [kwokctl, "--config", str(self.config_file), "--name", self.name, *args]
         self.logs.mkdir(parents=True, exist_ok=True)
         with (self.logs / "kwokctl.log").open("a") as log:
@@ -376,7 +431,7 @@ class Fleet:
         kwokctl would choose ports counting down from 32767 and only avoid those of clusters in
         the same KWOK_WORKDIR; ports the kernel hands out cannot collide with other fleets.
         """
-        kube, etcd, kwok = bin_dir("kubernetes"), bin_dir("etcd"), bin_dir("kwok")
+        kube, etcd, kwok = _bin_dir("kubernetes"), _bin_dir("etcd"), _bin_dir("kwok")
         options = {
             "runtime": "binary",
             "components": COMPONENTS,

@@ -149,6 +149,18 @@ def render(
     typer.echo(yaml.dump_all(docs, Dumper=_NoAliasDumper, sort_keys=False, width=100), nl=False)
 
 
+def _engine_sim() -> None:
+    from frugal.enginesim.cli import serve
+
+    app.command(
+        "engine-sim",
+        help="Run a vLLM engine simulator (OpenAI API, vLLM metrics) for tests and demos.",
+    )(serve)
+
+
+_engine_sim()
+
+
 @app.command()
 def version() -> None:
     """Print frugal's version."""

@@ -16,6 +16,7 @@ from pydantic.alias_generators import to_camel
 from frugal.api.vllm import VLLM_IMAGE, VLLM_RELEASE
 from frugal.catalog.gpus import DEFAULT_GPUS, GpuType
 from frugal.catalog.profiles import PROFILES, Profile, ProfileName
+from frugal.signals.prometheus import PrometheusSettings
 
 
 class _Settings(BaseModel):
@@ -58,6 +59,21 @@ class EngineDefaults(_Settings):
         return self.images.get(quantization, self.image)
 
 
+class Loops(_Settings):
+    """How often the control loops evaluate."""
+
+    scale_interval_seconds: float = Field(default=15, gt=0)
+    """Autoscaling, scale-to-zero and live cost of every endpoint."""
+    reroute_tick_seconds: float = Field(default=10, gt=0)
+    """How often RoutingPolicies are checked; each is evaluated every autoReroute.interval."""
+    scale_down_stabilisation_seconds: float = Field(default=300, ge=0)
+    """Scale down only to the highest recommendation of this window (as the HPA does)."""
+    spot_unschedulable_grace_seconds: float = Field(default=60, ge=0)
+    """Spot pods unschedulable this long mean spot capacity is gone: move them to on-demand."""
+    spot_quiet_seconds: float = Field(default=6 * 3600, gt=0)
+    """Without interruptions this long, the spot share is restored step by step."""
+
+
 class Settings(_Settings):
     """Everything the operator needs to know about its cluster and prices."""
 
@@ -67,6 +83,8 @@ class Settings(_Settings):
     """Partial overrides of catalog entries, e.g. {l4: {spot: 0.31}}."""
     reservations: tuple[ReservationPool, ...] = ()
     engine: EngineDefaults = Field(default_factory=EngineDefaults)
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    loops: Loops = Field(default_factory=Loops)
     field_manager: str = "frugal"
     reconcile_interval_seconds: float = Field(default=60, gt=0)
     peering_lifetime_seconds: int = Field(default=60, ge=5)
@@ -85,10 +103,12 @@ class Settings(_Settings):
 
     def catalog(self) -> dict[str, GpuType]:
         """GPU name → type, with overrides applied."""
+        alias = {name: f.alias or name for name, f in GpuType.model_fields.items()}
         out = {}
         for gpu in self.gpus:
-            patch = self.gpu_overrides.get(gpu.name, {})
-            out[gpu.name] = gpu.model_validate({**gpu.model_dump(), **patch}) if patch else gpu
+            patch = {alias.get(k, k): v for k, v in self.gpu_overrides.get(gpu.name, {}).items()}
+            merged = {**gpu.model_dump(by_alias=True), **patch}
+            out[gpu.name] = GpuType.model_validate(merged) if patch else gpu
         return out
 
     @property

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.cluster
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
 SETTINGS = Settings(
     reconcile_interval_seconds=1,
+    loops={"scaleIntervalSeconds": 1},
     profile="karpenter",
     reservations=(
         ReservationPool(name="support-l4", gpu_type="l4", gpus=4),
@@ -177,9 +178,11 @@ def test_a_converged_fleet_is_not_written_again(cluster, namespace) -> None:
             cluster.apply(doc)
         want = set().union(*(expected_children(d) for d in docs))
         wait_for(lambda: children(cluster, namespace).keys() == want)
+        # Placed, and the scale loop has recorded that no Prometheus is configured.
         wait_for(
             lambda: all(
                 ie(cluster, namespace, d["metadata"]["name"]).get("status", {}).get("placement")
+                and condition(ie(cluster, namespace, d["metadata"]["name"]), "SignalsAvailable")
                 for d in docs
             )
         )

@@ -106,5 +106,6 @@ def test_conditions_of_other_loops_are_kept() -> None:
 
 def test_live_cost_is_not_overwritten_by_the_static_estimate() -> None:
     previous = {"cost": {"hourlyUSD": 2.5, "source": "live", "tokensPerSecond": 900}}
-    assert status(previous=previous)["cost"]["source"] == "live"
+    cost = status(previous=previous)["cost"]
+    assert cost == {"hourlyUSD": 1.7, "source": "live", "tokensPerSecond": 900}
     assert status()["cost"] == {"hourlyUSD": 1.7, "source": "static"}

@@ -359,6 +359,32 @@ class CostStatus(FrugalModel):
     """When these figures were computed (RFC 3339)."""
 
 
+class AutoscalerStatus(FrugalModel):
+    """What the autoscaler decided; survives operator restarts."""
+
+    replicas: int | None = None
+    """Replicas the autoscaler wants (within minReplicas..maxReplicas, or 0 when idle)."""
+    awake_since: str | None = None
+    """When the endpoint last left zero replicas."""
+    zero_since: str | None = None
+    """When the endpoint last went to zero replicas."""
+
+
+class SpotStatus(FrugalModel):
+    """The spot loop's state: how much of the endpoint may run on spot now."""
+
+    share_limit: float | None = None
+    """Spot share limit below the spec's, after interruptions; unset means the spec's."""
+    interruptions: list[str] = Field(default_factory=list)
+    """Recent spot interruptions (RFC 3339), newest last."""
+    last_change: str | None = None
+    """When the limit last changed."""
+    last_action: str | None = None
+    """LowerSpotShare or RestoreSpotShare."""
+    reason: str | None = None
+    """Why."""
+
+
 class InferenceEndpointStatus(FrugalModel):
     """Observed state of an InferenceEndpoint, written only by the operator."""
 
@@ -380,6 +406,10 @@ class InferenceEndpointStatus(FrugalModel):
     """In-cluster OpenAI-compatible base URL."""
     last_decision: Decision | None = None
     """The most recent scaling decision."""
+    autoscaler: AutoscalerStatus | None = None
+    """The autoscaler's decided replica count."""
+    spot: SpotStatus | None = None
+    """Spot share limit after interruptions."""
     observed_generation: int | None = None
     """The metadata.generation this status reflects."""
 

@@ -227,6 +227,21 @@ class RoutingPolicySpec(FrugalModel):
     """Shadow sampling for live quality."""
 
 
+class RerouteStep(FrugalModel):
+    """One bounded weight move between two tiers."""
+
+    source: str
+    """Tier the points were taken from."""
+    target: str
+    """Tier the points were given to."""
+    points: int
+    """Weight points moved."""
+    direction: Literal["up", "down"]
+    """up: toward a more capable tier; down: toward a cheaper one."""
+    at: str
+    """When (RFC 3339)."""
+
+
 class RoutingPolicyStatus(FrugalModel):
     """Observed state of a RoutingPolicy, written only by the operator."""
 
@@ -240,6 +255,8 @@ class RoutingPolicyStatus(FrugalModel):
     """The most recent reroute decision and the signals behind it."""
     last_reroute_time: str | None = None
     """When weights last changed (RFC 3339)."""
+    last_step: RerouteStep | None = None
+    """The last weight move, kept so that a step that made things worse can be rolled back."""
     conditions: list[Condition] = conditions_field()
     """Ready, SignalsAvailable, ObjectivesMet."""
     observed_generation: int | None = None

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from frugal import kube
 from frugal.api.base import GROUP, VERSION, CapacityType
 from frugal.api.endpoint import InferenceEndpointSpec
+from frugal.controller import events
 from frugal.controller.children import sync_children
 from frugal.controller.metrics import RECONCILE_SECONDS, RECONCILES, WRITES
 from frugal.controller.status import Observed, differs, endpoint_status, placement_status
@@ -69,6 +70,21 @@ def deployments_index(namespace: str, labels: Any, spec: Any, status: Any, **_: 
     }
 
 
+def pods_index(namespace: str, labels: Any, status: Any, **_: Any) -> dict:
+    """Which engine pods cannot be scheduled, by endpoint and capacity type."""
+    endpoint = labels.get(ENDPOINT_LABEL)
+    capacity = labels.get(CAPACITY_LABEL)
+    if not endpoint or not capacity:
+        return {}
+    unschedulable = any(
+        c.get("type") == "PodScheduled"
+        and c.get("status") == "False"
+        and c.get("reason") == "Unschedulable"
+        for c in status.get("conditions") or []
+    )
+    return {f"{namespace}/{endpoint}": (capacity, unschedulable)}
+
+
 # --- the pure inputs, gathered ---------------------------------------------------------------
 
 
@@ -78,6 +94,12 @@ def wanted_replicas(spec: InferenceEndpointSpec, status: dict[str, Any]) -> int:
     if decided is None:
         return initial_replicas(spec)
     return max(spec.scaling.min_replicas, min(int(decided), spec.scaling.max_replicas))
+
+
+def spot_limit(status: dict[str, Any]) -> float | None:
+    """The spot share limit the spot loop set, if any."""
+    limit = (status.get("spot") or {}).get("shareLimit")
+    return None if limit is None else float(limit)
 
 
 def fleet_wishes(index: Any, current_key: str, current: EndpointWish) -> list[EndpointWish]:
@@ -91,7 +113,8 @@ def fleet_wishes(index: Any, current_key: str, current: EndpointWish) -> list[En
                 spec = InferenceEndpointSpec.model_validate(entry["spec"])
             except ValidationError:
                 continue  # that endpoint reports its own error
-            wishes.append(EndpointWish(key, spec, wanted_replicas(spec, entry["status"])))
+            st = entry["status"]
+            wishes.append(EndpointWish(key, spec, wanted_replicas(spec, st), spot_limit(st)))
     return wishes
 
 
@@ -133,10 +156,12 @@ async def _reconcile_endpoint(
         parsed = InferenceEndpointSpec.model_validate(dict(spec))
     except ValidationError as err:
         message = f"spec is invalid: {_first_error(err)}"
-        kopf.warn(body, reason="InvalidSpec", message=message)
+        events.warning(body, "InvalidSpec", message)
         await write_status(ctx, body, {"placed": {"code": "InvalidSpec", "message": message}}, [])
         return
-    wish = EndpointWish(key, parsed, wanted_replicas(parsed, dict(status)))
+    wish = EndpointWish(
+        key, parsed, wanted_replicas(parsed, dict(status)), spot_limit(dict(status))
+    )
     plan = plan_fleet(fleet_wishes(endpoints_index, key, wish), ctx.settings)[key]
     rendered = render_endpoint(owner, parsed, plan, ctx.settings)
     if rendered:
@@ -229,7 +254,7 @@ async def write_status(
             content_type="application/merge-patch+json",
         )
         if previous.get("phase") != new["phase"]:
-            kopf.info(fresh, reason=new["phase"], message=_ready_message(new))
+            events.normal(fresh, new["phase"], _ready_message(new))
 
 
 def _placement_from(status: dict[str, Any]) -> dict[str, Any]:
@@ -258,9 +283,9 @@ def _post_placement_events(body: Any, previous: dict[str, Any], plan: EndpointPl
     if before.get("code") == plan.code and before_split == split:
         return
     if plan.placed:
-        kopf.info(body, reason=plan.code, message=plan.message)
+        events.normal(body, plan.code, plan.message)
     else:
-        kopf.warn(body, reason=plan.code, message=plan.message)
+        events.warning(body, plan.code, plan.message)
 
 
 def _first_error(err: ValidationError) -> str:
@@ -276,6 +301,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     kopf.index("apps", "v1", "deployments", labels=MANAGED_LABELS, registry=registry)(
         deployments_index
     )
+    kopf.index("", "v1", "pods", labels=MANAGED_LABELS, registry=registry)(pods_index)
     kopf.on.resume(*res, registry=registry, id="reconcile")(reconcile_endpoint)
     kopf.on.create(*res, registry=registry, id="reconcile")(reconcile_endpoint)
     kopf.on.update(*res, field="spec", registry=registry, id="reconcile")(reconcile_endpoint)

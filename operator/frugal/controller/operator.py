@@ -15,8 +15,9 @@ import kubernetes
 from kubernetes.client import ApiClient
 
 from frugal import kube
-from frugal.controller import endpoints
+from frugal.controller import endpoints, loops
 from frugal.settings import Settings
+from frugal.signals.prometheus import Signals
 
 PEERING_NAME = "frugal"
 
@@ -84,6 +85,8 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     @kopf.on.startup(registry=registry)
     def _startup(memo: kopf.Memo, **_: Any) -> None:
         memo.ctx = endpoints.Context(settings=settings, api=api_client())
+        memo.signals = Signals(settings.prometheus)
+        memo.loops = loops.LoopMemory()
 
     @kopf.on.cleanup(registry=registry)
     def _cleanup(memo: kopf.Memo, **_: Any) -> None:
@@ -92,4 +95,5 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
             ctx.api.close()
 
     endpoints.register(registry, settings)
+    loops.register(registry, settings)
     return registry

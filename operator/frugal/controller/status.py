@@ -148,8 +148,10 @@ def endpoint_status(
     if "gpu" in placement:
         status["gpu"] = placement["gpu"]
     cost = dict(previous.get("cost") or {})
-    if "cost" in placement and cost.get("source") != "live":
-        cost = {**cost, **placement["cost"]}
+    if "cost" in placement:
+        # $/h follows the placement; live figures (tokens/s, $/1M) stay until the loop refreshes.
+        cost["hourlyUSD"] = placement["cost"]["hourlyUSD"]
+        cost.setdefault("source", "static")
     if cost:
         status["cost"] = cost
     status["placement"] = {k: placement[k] for k in ("desired", "placed") if k in placement}

@@ -1,0 +1,463 @@
+"""Shell: the control loops — autoscaling, scale to zero and wake, live cost, rerouting.
+
+Each loop is a kopf timer that reads signals, calls a pure policy and records the decision
+with its reason in status and, when something changed, as an Event. What must survive a
+restart (the decided replica count, the effective weights, the last step) lives in status;
+what only smooths decisions (the scale-down stabilisation window) lives in memory, so a restart
+at worst scales down a little later. Nothing is written while nothing changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from frugal import kube
+from frugal.api.base import GROUP, VERSION, CapacityType
+from frugal.api.endpoint import InferenceEndpointSpec
+from frugal.api.routing import RoutingPolicySpec
+from frugal.controller import endpoints, events
+from frugal.controller.metrics import WRITES
+from frugal.controller.status import condition
+from frugal.cost.model import budget_status, cost_per_million_tokens
+from frugal.placement.split import spot_share
+from frugal.policy.reroute import RerouteState, Step, decide_reroute
+from frugal.policy.scale import LoadSignals, ScaleState, decide_scale
+from frugal.policy.spot import decide_spot_share
+from frugal.signals.prometheus import PrometheusError, Signals
+
+WAKE_ANNOTATION = "frugal.dev/wake"
+log = logging.getLogger("frugal.loops")
+
+
+@dataclass
+class LoopMemory:
+    """Per-process smoothing state; losing it on restart only delays a scale-down."""
+
+    recommendations: dict[str, tuple] = field(default_factory=dict)
+    last_reroute_eval: dict[str, dt.datetime] = field(default_factory=dict)
+    spot_unschedulable_since: dict[str, dt.datetime] = field(default_factory=dict)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t else None
+
+
+def _parse_time(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+async def _patch_status(ctx: endpoints.Context, kind: str, ns: str, name: str, patch: dict) -> None:
+    path = kube.resource_path(f"{GROUP}/{VERSION}", kind, ns, name) + "/status"
+    WRITES.labels("patch-status", kind).inc()
+    await asyncio.to_thread(
+        kube.request,
+        ctx.api,
+        "PATCH",
+        path,
+        body={"status": patch},
+        content_type="application/merge-patch+json",
+    )
+
+
+def _signals_condition(
+    previous: dict[str, Any], error: str | None, now: str, generation: int | None
+) -> dict[str, Any]:
+    ok = error is None
+    return condition(
+        "SignalsAvailable",
+        ok,
+        "PrometheusAnswered" if ok else "SignalsAbsent",
+        "live signals available" if ok else f"{error}; holding the last decisions",
+        previous=list(previous.get("conditions") or []),
+        now=now,
+        generation=generation,
+    )
+
+
+def _merge_condition(previous: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
+    others = [c for c in previous.get("conditions") or [] if c.get("type") != new["type"]]
+    return [*others, new]
+
+
+# --- endpoints: autoscaling, scale to zero, wake ----------------------------------------------
+
+
+async def scale_endpoint(
+    *,
+    body: kopf.Body,
+    name: str,
+    namespace: str,
+    spec: Any,
+    status: Any,
+    meta: Any,
+    memo: Any,
+    **kwargs: Any,
+) -> None:
+    """Autoscale one endpoint, and refresh its live cost and budget conditions."""
+    ctx: endpoints.Context = memo.ctx
+    memory: LoopMemory = memo.loops
+    try:
+        parsed = InferenceEndpointSpec.model_validate(dict(spec))
+    except ValidationError:
+        return  # the reconciler reports it
+    key = f"{namespace}/{name}"
+    now = _now()
+    previous = dict(status)
+    auto = dict(previous.get("autoscaler") or {})
+    current = endpoints.wanted_replicas(parsed, previous)
+    state = ScaleState(
+        current, memory.recommendations.get(key, ()), _parse_time(auto.get("awakeSince"))
+    )
+    load, tps, error = await _read_signals(memo.signals, name, namespace, parsed)
+    if _wake_requested(meta, auto, current):
+        load = replace(load, wake_requested=True)
+    stabilisation = dt.timedelta(seconds=ctx.settings.loops.scale_down_stabilisation_seconds)
+    decision = decide_scale(parsed.scaling, load, state, now, stabilisation)
+    memory.recommendations[key] = decision.state.recommendations
+
+    new_auto: dict[str, Any] = {
+        "replicas": decision.replicas,
+        "awakeSince": _iso(decision.state.awake_since),
+        "zeroSince": (
+            _iso(now) if decision.replicas == 0 and current != 0 else auto.get("zeroSince")
+        ),
+    }
+    patch: dict[str, Any] = {}
+    if {k: auto.get(k) for k in new_auto} != new_auto:
+        patch["autoscaler"] = new_auto
+    if decision.action != "Hold":
+        seen = {"inFlight": load.in_flight, "requestsInIdleWindow": load.requests_in_idle_window}
+        patch["lastDecision"] = {
+            "time": _iso(now),
+            "action": decision.action,
+            "reason": decision.reason,
+            "signals": {k: v for k, v in seen.items() if v is not None},
+        }
+        events.normal(body, decision.action, decision.reason)
+        log.info("%s: %s to %d: %s", key, decision.action, decision.replicas, decision.reason)
+    patch |= _health_patch(body, parsed, previous, error, tps, now, meta.get("generation"))
+    spot = _spot_decision(ctx, memory, key, parsed, previous, kwargs.get("pods_index"), now)
+    if spot is not None:
+        patch["spot"] = spot
+    if not patch:
+        return
+    await _patch_status(ctx, "InferenceEndpoint", namespace, name, patch)
+    if spot is not None:
+        events.normal(
+            body,
+            "LowerSpotShare"
+            if spot.get("shareLimit") is not None and spot["shareLimit"] < 1
+            else "RestoreSpotShare",
+            spot["reason"],
+        )
+    if decision.replicas != current or spot is not None:
+        updated = {**previous, "autoscaler": new_auto, **({"spot": spot} if spot else {})}
+        await endpoints.reconcile_endpoint(
+            body=body,
+            name=name,
+            namespace=namespace,
+            spec=spec,
+            status=updated,
+            memo=memo,
+            meta=meta,
+            **kwargs,
+        )
+
+
+def _spot_decision(  # noqa: PLR0917 - one call site
+    ctx: endpoints.Context,
+    memory: LoopMemory,
+    key: str,
+    spec: InferenceEndpointSpec,
+    previous: dict[str, Any],
+    pods: Any,
+    now: dt.datetime,
+) -> dict[str, Any] | None:
+    """The new status.spot when the spot share limit changes, else None."""
+    if CapacityType.SPOT not in spec.capacity.preference:
+        return None
+    stuck = any(
+        ct == CapacityType.SPOT.value and unsched
+        for ct, unsched in (pods.get(key, []) if pods is not None and key in pods else [])
+    )
+    if stuck:
+        since = memory.spot_unschedulable_since.setdefault(key, now)
+    else:
+        memory.spot_unschedulable_since.pop(key, None)
+        since = None
+    grace = dt.timedelta(seconds=ctx.settings.loops.spot_unschedulable_grace_seconds)
+    unavailable = now - since if since is not None and now - since >= grace else None
+    state = dict(previous.get("spot") or {})
+    hits = [t for t in (_parse_time(x) for x in state.get("interruptions", [])) if t]
+    decision = decide_spot_share(
+        hits,
+        state.get("shareLimit"),
+        spot_share(spec.capacity),
+        now,
+        last_change=_parse_time(state.get("lastChange")),
+        unavailable_for=unavailable,
+        quiet=dt.timedelta(seconds=ctx.settings.loops.spot_quiet_seconds),
+    )
+    if decision.action == "Hold":
+        return None
+    if decision.action == "LowerSpotShare":
+        hits = [*hits, now][-10:]
+    memory.spot_unschedulable_since.pop(key, None)
+    return {
+        "shareLimit": decision.limit,
+        "interruptions": [_iso(t) for t in hits],
+        "lastChange": _iso(now),
+        "lastAction": decision.action,
+        "reason": decision.reason,
+    }
+
+
+async def _read_signals(
+    signals: Signals, name: str, namespace: str, spec: InferenceEndpointSpec
+) -> tuple[LoadSignals, float | None, str | None]:
+    """(load, tokens/s, error): on any Prometheus failure everything is absent."""
+    try:
+        load = await asyncio.to_thread(
+            signals.load,
+            name=name,
+            namespace=namespace,
+            served_name=spec.model.served_name,
+            idle_after=spec.scaling.idle_after,
+        )
+        tps = await asyncio.to_thread(
+            signals.tokens_per_second,
+            name=name,
+            namespace=namespace,
+            served_name=spec.model.served_name,
+        )
+    except PrometheusError as err:
+        return LoadSignals(), None, str(err)
+    return load, tps, None
+
+
+def _wake_requested(meta: Any, auto: dict[str, Any], current: int) -> bool:
+    """The wake annotation, set after the endpoint went to zero, asks for a replica."""
+    wake_at = _parse_time((meta.get("annotations") or {}).get(WAKE_ANNOTATION))
+    zero_since = _parse_time(auto.get("zeroSince"))
+    return bool(wake_at and current == 0 and (zero_since is None or wake_at >= zero_since))
+
+
+def _health_patch(  # noqa: PLR0917 - one call site, named arguments there
+    body: kopf.Body,
+    spec: InferenceEndpointSpec,
+    previous: dict[str, Any],
+    error: str | None,
+    tps: float | None,
+    now: dt.datetime,
+    generation: int | None,
+) -> dict[str, Any]:
+    """SignalsAvailable, live cost and BudgetExceeded, as far as they changed."""
+    patch: dict[str, Any] = {}
+    conditions = list(previous.get("conditions") or [])
+    cond = _signals_condition(previous, error, _iso(now) or "", generation)
+    if _changed_condition(conditions, cond):
+        conditions = _merge_condition({"conditions": conditions}, cond)
+        patch["conditions"] = conditions
+        if error:
+            events.warning(body, "SignalsAbsent", cond["message"])
+    if error is not None:
+        return patch
+    cost, budget_cond = _live_cost(spec, previous, tps, now, generation)
+    if cost != previous.get("cost"):
+        patch["cost"] = cost
+    if _changed_condition(conditions, budget_cond):
+        patch["conditions"] = _merge_condition({"conditions": conditions}, budget_cond)
+        if budget_cond["status"] == "True":
+            events.warning(body, budget_cond["reason"], budget_cond["message"])
+    return patch
+
+
+def _changed_condition(conditions: list[dict[str, Any]], new: dict[str, Any]) -> bool:
+    before = next((c for c in conditions if c.get("type") == new["type"]), None)
+    return before is None or (before.get("status"), before.get("reason")) != (
+        new["status"],
+        new["reason"],
+    )
+
+
+def _sig3(x: float | None) -> float | None:
+    """Three significant digits: steady load must not rewrite the status every tick."""
+    return None if x is None else float(f"{x:.3g}")
+
+
+def _live_cost(
+    spec: InferenceEndpointSpec,
+    previous: dict[str, Any],
+    tps: float | None,
+    now: dt.datetime,
+    generation: int | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Live cost figures and the BudgetExceeded condition (paper Eq. 1, infrastructure term)."""
+    cost = dict(previous.get("cost") or {})
+    hourly = float(cost.get("hourlyUSD") or 0.0)
+    budget = budget_status(hourly, spec.budget, hourly * _hours_into_month(now), now)
+    per_million = cost_per_million_tokens(hourly, tps)
+    live = {
+        **cost,
+        "source": "live",
+        "tokensPerSecond": _sig3(tps) if tps is not None else 0.0,
+        "budgetBurn": _sig3(budget.burn) if spec.budget else None,
+    }
+    if per_million is None:
+        live.pop("perMillionTokensUSD", None)
+    else:
+        live["perMillionTokensUSD"] = _sig3(per_million)
+    live = {k: v for k, v in live.items() if v is not None}
+    if live != cost:
+        live["asOf"] = _iso(now)
+    else:
+        live = cost
+    cond = condition(
+        "BudgetExceeded",
+        budget.exceeded,
+        budget.code,
+        budget.reason,
+        previous=list(previous.get("conditions") or []),
+        now=_iso(now) or "",
+        generation=generation,
+    )
+    return live, cond
+
+
+def _hours_into_month(now: dt.datetime) -> float:
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return (now - start).total_seconds() / 3600
+
+
+# --- routing policies: automatic rerouting ----------------------------------------------------
+
+
+def _step_from(raw: dict[str, Any] | None) -> Step | None:
+    if not raw:
+        return None
+    at = _parse_time(raw.get("at")) or _now()
+    return Step(raw["source"], raw["target"], int(raw["points"]), raw["direction"], at)
+
+
+async def reroute_policy(
+    *,
+    body: kopf.Body,
+    name: str,
+    namespace: str,
+    spec: Any,
+    status: Any,
+    meta: Any,
+    memo: Any,
+    **_: Any,
+) -> None:
+    ctx: endpoints.Context = memo.ctx
+    memory: LoopMemory = memo.loops
+    signals: Signals = memo.signals
+    try:
+        parsed = RoutingPolicySpec.model_validate(dict(spec))
+    except ValidationError:
+        return
+    key = f"{namespace}/{name}"
+    now = _now()
+    previous = dict(status)
+    interval = dt.timedelta(seconds=_seconds(parsed.auto_reroute.interval))
+    last_eval = memory.last_reroute_eval.get(key)
+    spec_changed = previous.get("observedGeneration") != meta.get("generation")
+    if last_eval and now - last_eval < interval and previous.get("weights") and not spec_changed:
+        return
+    memory.last_reroute_eval[key] = now
+
+    error = None
+    tier_signals = {}
+    if parsed.auto_reroute.enabled:
+        try:
+            for tier in parsed.tiers:
+                tier_signals[tier.name] = await asyncio.to_thread(
+                    signals.tier, policy=name, namespace=namespace, tier=tier.name
+                )
+        except PrometheusError as err:
+            tier_signals, error = {}, str(err)
+    state = RerouteState(
+        previous.get("weights") or {},
+        _parse_time(previous.get("lastRerouteTime")),
+        _step_from(previous.get("lastStep")),
+    )
+    decision = decide_reroute(parsed, tier_signals, state, now)
+    patch: dict[str, Any] = {}
+    if decision.weights != previous.get("weights"):
+        patch["weights"] = decision.weights
+        patch["weightsSummary"] = ",".join(
+            f"{t.name}={decision.weights[t.name]}" for t in parsed.tiers
+        )
+    if decision.action != "Hold":
+        patch["lastDecision"] = {
+            "time": _iso(now),
+            "action": decision.action,
+            "reason": decision.reason,
+            "signals": decision.signals,
+        }
+        patch["lastRerouteTime"] = _iso(now)
+        step = decision.state.last_step
+        patch["lastStep"] = (
+            {
+                "source": step.source,
+                "target": step.target,
+                "points": step.points,
+                "direction": step.direction,
+                "at": _iso(step.at),
+            }
+            if step
+            else None
+        )
+        events.normal(body, decision.action, decision.reason)
+        log.info("%s: %s %s: %s", key, decision.action, decision.weights, decision.reason)
+    if parsed.auto_reroute.enabled:
+        cond = _signals_condition(previous, error, _iso(now) or "", meta.get("generation"))
+        before = next(
+            (c for c in previous.get("conditions") or [] if c["type"] == cond["type"]), None
+        )
+        if before is None or before.get("status") != cond["status"]:
+            patch["conditions"] = _merge_condition(previous, cond)
+            if error:
+                events.warning(body, "SignalsAbsent", cond["message"])
+    if spec_changed:
+        patch["observedGeneration"] = meta.get("generation")
+    if patch:
+        await _patch_status(ctx, "RoutingPolicy", namespace, name, patch)
+
+
+def _seconds(duration: str) -> float:
+    from frugal.api.base import parse_duration
+
+    return parse_duration(duration).total_seconds()
+
+
+def register(registry: kopf.OperatorRegistry, settings: Any) -> None:
+    loops = settings.loops
+    ie = (GROUP, VERSION, "inferenceendpoints")
+    rp = (GROUP, VERSION, "routingpolicies")
+    kopf.timer(*ie, interval=loops.scale_interval_seconds, registry=registry, id="scale")(
+        scale_endpoint
+    )
+    kopf.on.field(
+        *ie, field=("metadata", "annotations", WAKE_ANNOTATION), registry=registry, id="wake"
+    )(scale_endpoint)
+    kopf.on.resume(*rp, registry=registry, id="reroute")(reroute_policy)
+    kopf.on.create(*rp, registry=registry, id="reroute")(reroute_policy)
+    kopf.on.update(*rp, field="spec", registry=registry, id="reroute")(reroute_policy)
+    kopf.timer(*rp, interval=loops.reroute_tick_seconds, registry=registry, id="reroute-tick")(
+        reroute_policy
+    )

@@ -1,0 +1,1 @@
+"""cost: the paper's Eq. (1) per request, per endpoint ($/h, $/1M tokens) and budgets (pure)."""

@@ -1,0 +1,1 @@
+"""pricing: shell around cloud price and capacity APIs (AWS via boto3)."""
