@@ -7,7 +7,13 @@ BIN := $(VENV)/bin
 TESTBED := PYTHONPATH=e2e $(BIN)/python -m testbed
 PY_PATHS := operator tests e2e
 
-.PHONY: help install deps crds lint format test unit testbed-build testbed-up testbed-down clean
+.PHONY: bench demo demo-down help install deps crds lint format test e2e chaos unit testbed-build testbed-up testbed-down clean
+
+demo: install deps testbed-build ## The fleet on one machine: the paper's case study, live (DEMO_MINUTES=5)
+	PYTHONPATH=e2e:tests $(BIN)/python -m demo run
+
+demo-down: install ## Stop everything the demo started
+	PYTHONPATH=e2e:tests $(BIN)/python -m demo down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -41,6 +47,15 @@ testbed-up: install ## Start etcd + kube-apiserver on loopback; writes .testbed/
 
 testbed-down: install ## Stop what testbed-up started
 	$(TESTBED) down
+
+e2e: install testbed-build ## Only the end-to-end scenarios on the simulated KWOK fleet
+	$(BIN)/pytest e2e
+
+chaos: install testbed-build ## Long and fault-injection tests (HA failover, ...)
+	$(BIN)/pytest -m chaos tests e2e
+
+bench: install deps testbed-build ## Benchmarks (numbers go to BENCHMARKS.md by hand, with the machine)
+	for b in bench/bench_*.py; do echo "== $$b"; PYTHONPATH=e2e:tests $(BIN)/python $$b; done
 
 unit: install ## Only the tests that need no cluster
 	$(BIN)/pytest tests/unit

@@ -96,9 +96,13 @@ def operator(
         typer.Option(help="Serve a liveness probe here, e.g. http://0.0.0.0:8080/healthz"),
     ] = None,
     log_format: Annotated[str, typer.Option(help="plain or json")] = "json",
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve the operator's Prometheus metrics on this port.")
+    ] = None,
 ) -> None:
     """Run the operator (reconciles InferenceEndpoints into vLLM Deployments)."""
     import kopf
+    import prometheus_client
 
     from frugal.controller.operator import (
         api_client,
@@ -113,6 +117,8 @@ def operator(
         log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.PLAIN,
     )
     settings = load_settings(settings_file)
+    if metrics_port is not None:
+        prometheus_client.start_http_server(metrics_port)
     # kopf lets every replica of the *same* priority act (with a warning), so replicas must
     # differ: the highest acts, the others wait until its peering record expires.
     if priority is None:

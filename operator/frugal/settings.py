@@ -74,6 +74,26 @@ class Loops(_Settings):
     """Without interruptions this long, the spot share is restored step by step."""
 
 
+class GatewaySettings(_Settings):
+    """Where the operator writes the shared gateway's configuration."""
+
+    config_namespace: str | None = None
+    """Namespace of the gateway's ConfigMaps (the chart's release namespace); unset: none."""
+    config_map: str = "frugal-gateway"
+    base_config_map: str = "frugal-gateway-base"
+    """The static part (tenants, limits, auth), from the Helm values."""
+
+
+class AwsPrices(_Settings):
+    """Live AWS prices (boto3): spot history, on-demand list prices; off by default."""
+
+    enabled: bool = False
+    region: str = "us-east-1"
+    refresh_interval_seconds: float = Field(default=3600, gt=0)
+    zones: tuple[str, ...] = ()
+    """Availability zones the cluster's nodes can use; empty means all."""
+
+
 class Settings(_Settings):
     """Everything the operator needs to know about its cluster and prices."""
 
@@ -85,6 +105,8 @@ class Settings(_Settings):
     engine: EngineDefaults = Field(default_factory=EngineDefaults)
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     loops: Loops = Field(default_factory=Loops)
+    aws: AwsPrices = Field(default_factory=AwsPrices)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     field_manager: str = "frugal"
     reconcile_interval_seconds: float = Field(default=60, gt=0)
     peering_lifetime_seconds: int = Field(default=60, ge=5)
@@ -110,6 +132,14 @@ class Settings(_Settings):
             merged = {**gpu.model_dump(by_alias=True), **patch}
             out[gpu.name] = GpuType.model_validate(merged) if patch else gpu
         return out
+
+    def with_live_prices(self, live: dict[str, dict[str, float]]) -> Settings:
+        """These settings with live prices under the explicit overrides (which still win)."""
+        merged = {
+            gpu: {**live.get(gpu, {}), **self.gpu_overrides.get(gpu, {})}
+            for gpu in {*live, *self.gpu_overrides}
+        }
+        return self.model_copy(update={"gpu_overrides": merged})
 
     @property
     def platform(self) -> Profile:

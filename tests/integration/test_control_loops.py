@@ -21,8 +21,8 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from frugal import kube
 from frugal.settings import Settings
 from support.operator import running_operator
-from support.prom import Prometheus, free_port
 from support.wait import wait_for
+from testbed.prom import Prometheus, free_port
 
 pytestmark = pytest.mark.cluster
 

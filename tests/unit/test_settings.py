@@ -30,3 +30,12 @@ def test_unknown_names_are_refused() -> None:
         Settings.model_validate({"gpuOverrides": {"b300": {"spot": 1}}})
     with pytest.raises(ValidationError, match="unknown gpuType"):
         Settings.model_validate({"reservations": [{"name": "p", "gpuType": "b300", "gpus": 4}]})
+
+
+def test_live_prices_apply_under_explicit_overrides() -> None:
+    s = Settings.model_validate({"gpuOverrides": {"l4": {"spot": 0.2}}})
+    live = s.with_live_prices({"l4": {"spot": 0.31, "on_demand": 0.9}, "h100": {"spot": 2.5}})
+    catalog = live.catalog()
+    assert catalog["l4"].spot == 0.2, "an explicit override (negotiated price) wins"
+    assert catalog["l4"].on_demand == 0.9
+    assert catalog["h100"].spot == 2.5

@@ -42,9 +42,27 @@ class Context:
     settings: Settings
     api: ApiClient
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    prices: Any = None
+    """A frugal.pricing.aws.PriceRefresher when live AWS prices are on."""
 
     def lock(self, key: str) -> asyncio.Lock:
         return self.locks.setdefault(key, asyncio.Lock())
+
+    async def effective_settings(self) -> Settings:
+        """Settings with the latest live prices folded in (refreshed when due)."""
+        if self.prices is None:
+            return self.settings
+        async with self.lock("__prices__"):
+            now = dt.datetime.now(dt.UTC)
+            if self.prices.due(now):
+                await asyncio.to_thread(self.prices.refresh, now)
+                if self.prices.last_error:
+                    log.warning(
+                        "AWS prices: %s (keeping the last good ones)", self.prices.last_error
+                    )
+        return self.settings.with_live_prices(
+            self.prices.snapshot.gpu_overrides(self.settings.gpus)
+        )
 
 
 def now() -> str:
@@ -162,8 +180,9 @@ async def _reconcile_endpoint(
     wish = EndpointWish(
         key, parsed, wanted_replicas(parsed, dict(status)), spot_limit(dict(status))
     )
-    plan = plan_fleet(fleet_wishes(endpoints_index, key, wish), ctx.settings)[key]
-    rendered = render_endpoint(owner, parsed, plan, ctx.settings)
+    settings = await ctx.effective_settings()
+    plan = plan_fleet(fleet_wishes(endpoints_index, key, wish), settings)[key]
+    rendered = render_endpoint(owner, parsed, plan, settings)
     if rendered:
         result = await asyncio.to_thread(
             sync_children, ctx.api, owner, rendered, ctx.settings.field_manager

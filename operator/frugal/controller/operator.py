@@ -6,6 +6,7 @@ run exactly the production wiring in-process with ``kopf.testing.KopfRunner``.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 from typing import Any
@@ -15,7 +16,7 @@ import kubernetes
 from kubernetes.client import ApiClient
 
 from frugal import kube
-from frugal.controller import endpoints, loops
+from frugal.controller import endpoints, gateways, loops
 from frugal.settings import Settings
 from frugal.signals.prometheus import Signals
 
@@ -56,6 +57,25 @@ def ensure_peering(api: ApiClient, namespaces: list[str]) -> None:
         )
 
 
+def aws_prices(settings: Settings) -> Any:
+    """A price refresher for the catalog's instance types, when live AWS prices are on."""
+    if not settings.aws.enabled:
+        return None
+    import boto3
+
+    from frugal.pricing.aws import PriceRefresher
+
+    aws = settings.aws
+    return PriceRefresher.for_catalog(
+        boto3.client("ec2", region_name=aws.region),
+        boto3.client("pricing", region_name="us-east-1"),  # the Pricing API's home region
+        aws.region,
+        settings.gpus,
+        interval=dt.timedelta(seconds=aws.refresh_interval_seconds),
+        zones=list(aws.zones) or None,
+    )
+
+
 def operator_settings(*, peering: bool, lifetime: int = 60) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     # kopf's bookkeeping lives in status, never in the user's metadata or spec.
@@ -84,9 +104,16 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
 
     @kopf.on.startup(registry=registry)
     def _startup(memo: kopf.Memo, **_: Any) -> None:
-        memo.ctx = endpoints.Context(settings=settings, api=api_client())
+        memo.ctx = endpoints.Context(
+            settings=settings, api=api_client(), prices=aws_prices(settings)
+        )
         memo.signals = Signals(settings.prometheus)
         memo.loops = loops.LoopMemory()
+        gw = settings.gateway
+        if gw.config_namespace:
+            memo.gateway_sync = gateways.GatewaySync(
+                memo.ctx, gw.config_namespace, gw.config_map, gw.base_config_map
+            )
 
     @kopf.on.cleanup(registry=registry)
     def _cleanup(memo: kopf.Memo, **_: Any) -> None:
@@ -96,4 +123,5 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
 
     endpoints.register(registry, settings)
     loops.register(registry, settings)
+    gateways.register(registry)
     return registry

@@ -1,0 +1,1 @@
+"""`make demo`: frugal's main job on an embedded default — a simulated fleet, live."""

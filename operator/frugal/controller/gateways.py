@@ -1,0 +1,149 @@
+"""Shell: keep the gateway's configuration in step with the cluster.
+
+One shared gateway (the Helm chart's) serves every namespace the operator watches; its
+configuration is the ConfigMap ``frugal-gateway`` in the operator's namespace, rendered here
+from every RoutingPolicy (with its effective weights), CachePolicy and InferenceEndpoint (its
+URL, whether it is at zero, its price) plus the static part the chart provides (tenants, limits,
+auth) in ``frugal-gateway-base``. Any change to those objects schedules one debounced render;
+the ConfigMap is written only when its content changes, and the gateway reloads it without a
+restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from typing import Any
+
+import kopf
+import yaml
+
+from frugal import kube
+from frugal.api.base import GROUP, VERSION
+from frugal.controller.metrics import WRITES
+from frugal.render.gateway import CONFIG_KEY, render_gateway_config
+
+log = logging.getLogger("frugal.gateways")
+HASH_ANNOTATION = "frugal.dev/rendered-hash"
+DEBOUNCE_SECONDS = 1.0
+
+
+def objects_index(body: kopf.Body, **_: Any) -> dict:
+    meta = body["metadata"]
+    return {
+        meta["namespace"]: {
+            "apiVersion": body["apiVersion"],
+            "kind": body["kind"],
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+            "spec": dict(body.get("spec") or {}),
+            "status": dict(body.get("status") or {}),
+        }
+    }
+
+
+def _all(index: Any) -> dict[str, list[dict[str, Any]]]:
+    return {ns: list(store) for ns, store in index.items()}
+
+
+def gateway_config(
+    routing: dict[str, list],
+    caching: dict[str, list],
+    endpoints: dict[str, list],
+    base: dict[str, Any],
+) -> dict[str, Any]:
+    """The merged configuration of every namespace, on top of the chart's static base."""
+    policies: list[dict[str, Any]] = []
+    upstreams: dict[str, Any] = {}
+    for ns in sorted(set(routing) | set(caching)):
+        part = render_gateway_config(
+            ns, routing.get(ns, []), caching.get(ns, []), endpoints.get(ns, [])
+        )
+        clash = set(part["upstreams"]) & set(upstreams)
+        if clash:
+            # One gateway names endpoints without their namespace: the first one wins.
+            log.warning(
+                "endpoint names %s exist in several namespaces; %s's are ignored", sorted(clash), ns
+            )
+            continue
+        policies += part["policies"]
+        upstreams |= part["upstreams"]
+    return {
+        **base,
+        "policies": policies,
+        "upstreams": upstreams,
+        "wake": {"kubernetes": True, **(base.get("wake") or {})},
+    }
+
+
+class GatewaySync:
+    """Debounced rendering of the gateway ConfigMap (one render for a burst of changes)."""
+
+    def __init__(self, ctx: Any, namespace: str, name: str, base: str) -> None:
+        self.ctx, self.namespace, self.name, self.base = ctx, namespace, name, base
+        self._pending: asyncio.Task | None = None
+
+    def schedule(self, memo: Any, indexes: dict[str, Any]) -> None:
+        if self._pending is None or self._pending.done():
+            self._pending = asyncio.create_task(self._run(indexes))
+
+    async def _run(self, indexes: dict[str, Any]) -> None:
+        await asyncio.sleep(DEBOUNCE_SECONDS)
+        try:
+            await asyncio.to_thread(self.sync, indexes)
+        except Exception:  # the next change or tick retries; never crash the operator
+            log.exception("rendering the gateway configuration failed")
+
+    def sync(self, indexes: dict[str, Any]) -> bool:
+        """Render and apply; True when the ConfigMap was written."""
+        api = self.ctx.api
+        base_cm = kube.get(api, "v1", "ConfigMap", self.namespace, self.base) or {}
+        base = yaml.safe_load((base_cm.get("data") or {}).get(CONFIG_KEY, "") or "") or {}
+        config = gateway_config(
+            _all(indexes["routing_index"]),
+            _all(indexes["caching_index"]),
+            _all(indexes["endpoint_objects_index"]),
+            base,
+        )
+        text = yaml.safe_dump(config, sort_keys=True)
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        live = kube.get(api, "v1", "ConfigMap", self.namespace, self.name) or {}
+        if (live.get("metadata", {}).get("annotations") or {}).get(HASH_ANNOTATION) == digest:
+            return False
+        kube.apply(
+            api,
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": self.name,
+                    "namespace": self.namespace,
+                    "labels": {
+                        "app.kubernetes.io/part-of": "frugal",
+                        "app.kubernetes.io/component": "gateway",
+                    },
+                    "annotations": {HASH_ANNOTATION: digest},
+                },
+                "data": {CONFIG_KEY: text},
+            },
+            self.ctx.settings.field_manager,
+        )
+        WRITES.labels("apply", "ConfigMap").inc()
+        log.info("gateway configuration updated (%d policies)", len(config["policies"]))
+        return True
+
+
+async def on_change(memo: Any, **kwargs: Any) -> None:
+    sync: GatewaySync | None = getattr(memo, "gateway_sync", None)
+    if sync is not None:
+        sync.schedule(memo, kwargs)
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    for plural, index in (
+        ("routingpolicies", "routing_index"),
+        ("cachepolicies", "caching_index"),
+        ("inferenceendpoints", "endpoint_objects_index"),
+    ):
+        kopf.index(GROUP, VERSION, plural, id=index, registry=registry)(objects_index)
+        kopf.on.event(GROUP, VERSION, plural, id=f"gateway-{plural}", registry=registry)(on_change)
