@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TESTBED := PYTHONPATH=e2e $(BIN)/python -m testbed
 PY_PATHS := operator tests e2e
 
-.PHONY: bench demo demo-down help install deps crds lint format test e2e chaos unit testbed-build testbed-up testbed-down clean
+.PHONY: bench demo demo-down help install deps crds lint format test e2e e2e-kind chaos unit testbed-build testbed-up testbed-down clean
 
 demo: install deps testbed-build ## The fleet on one machine: the paper's case study, live (DEMO_MINUTES=5)
 	PYTHONPATH=e2e:tests $(BIN)/python -m demo run
@@ -50,6 +50,9 @@ testbed-down: install ## Stop what testbed-up started
 
 e2e: install testbed-build ## Only the end-to-end scenarios on the simulated KWOK fleet
 	$(BIN)/pytest e2e
+
+e2e-kind: install ## The e2e scenarios on a kind cluster (needs Docker and kind)
+	bash e2e/kind/run.sh
 
 chaos: install testbed-build ## Long and fault-injection tests (HA failover, ...)
 	$(BIN)/pytest -m chaos tests e2e

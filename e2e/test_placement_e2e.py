@@ -7,7 +7,6 @@ FRUGAL_E2E_KUBECONFIG (e.g. kind, with nodes labelled the same way — see docs/
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from support.operator import running_operator
 from support.wait import wait_for
 from testbed.client import Cluster
 from testbed.controlplane import bin_dir
-from testbed.fleet import Fleet, karpenter_pools
+from testbed.fleet import Fleet, fleet_for, karpenter_pools
 
 pytestmark = pytest.mark.fleet
 
@@ -38,10 +37,7 @@ SETTINGS = Settings.model_validate(
 
 @pytest.fixture(scope="module")
 def fleet_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, Fleet]]:
-    external = os.environ.get("FRUGAL_E2E_KUBECONFIG")
-    if external:
-        pytest.skip("spot reclamation needs the simulated fleet's node control")
-    fleet = Fleet(tmp_path_factory.mktemp("fleet"))
+    fleet = fleet_for(tmp_path_factory.mktemp("fleet"))
     fleet.up(
         karpenter_pools(
             reserved_pool=RESERVATION, instance_types={"l4": "g6.2xlarge", "l40s": "g6e.2xlarge"}

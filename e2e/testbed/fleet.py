@@ -574,3 +574,45 @@ def _terminate(pid: int, grace: float = 10.0) -> None:
             if not _running(pid):
                 return
             time.sleep(0.1)
+
+
+class ExternalFleet(Fleet):
+    """The same fake GPU pools on a cluster someone else runs (kind with KWOK installed in it).
+
+    Nodes are created and deleted exactly as on the local fleet; the cluster itself is neither
+    started nor stopped. ``down`` removes only the nodes this object created.
+    """
+
+    def __init__(self, kubeconfig: Path, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.kubeconfig = kubeconfig.resolve()
+        self._created: list[str] = []
+
+    def up(
+        self, pools: list[NodePool], crds: Path | None = REPO / "crds", timeout: float = 120.0
+    ) -> None:
+        ensure_built("kubernetes")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        FleetState(
+            name=self.name,
+            workdir=str(self.workdir),
+            kwok_workdir="",
+            cluster_dir="",
+            kubeconfig=str(self.kubeconfig),
+        ).save(self.state_file)
+        for pool in pools:
+            self._created += self.add_nodes(pool, timeout=timeout)
+        if crds is not None:
+            self.apply_crds(crds)
+
+    def down(self) -> None:
+        if self._created:
+            self.kubectl("delete", "node", "--ignore-not-found", "--wait=false", *self._created)
+        self._created = []
+        self.state_file.unlink(missing_ok=True)
+
+
+def fleet_for(workdir: Path) -> Fleet:
+    """The fleet tests run on: FRUGAL_E2E_KUBECONFIG's cluster if set, else a local KWOK one."""
+    external = os.environ.get("FRUGAL_E2E_KUBECONFIG")
+    return ExternalFleet(Path(external), workdir) if external else Fleet(workdir)
