@@ -172,6 +172,7 @@ def test_scale_up_down_to_zero_wake_and_fail_static(
             st = status(cluster, namespace, name)
             assert st["lastDecision"]["action"] == "ScaleUp"
             assert st["lastDecision"]["signals"]["inFlight"] >= 20
+            assert st["lastDecision"]["signals"]["kvCacheUsage"] > 0  # recorded context
             live = wait_for(
                 lambda: (
                     (c := status(cluster, namespace, name).get("cost", {})).get(

@@ -10,6 +10,7 @@ at worst scales down a little later. Nothing is written while nothing changes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from dataclasses import dataclass, field, replace
@@ -140,6 +141,14 @@ async def scale_endpoint(
         patch["autoscaler"] = new_auto
     if decision.action != "Hold":
         seen = {"inFlight": load.in_flight, "requestsInIdleWindow": load.requests_in_idle_window}
+        if error is None:
+            with contextlib.suppress(PrometheusError):
+                seen |= await asyncio.to_thread(
+                    memo.signals.snapshot,
+                    name=name,
+                    namespace=namespace,
+                    served_name=parsed.model.served_name,
+                )
         patch["lastDecision"] = {
             "time": _iso(now),
             "action": decision.action,

@@ -50,6 +50,16 @@ class Queries(BaseModel):
         "histogram_quantile(0.95, sum by (le) "
         "(rate(vllm:e2e_request_latency_seconds_bucket{{{sel}}}[5m])))"
     )
+    ttft_p95: str = (
+        "histogram_quantile(0.95, sum by (le) "
+        "(rate(vllm:time_to_first_token_seconds_bucket{{{sel}}}[5m])))"
+    )
+    kv_cache_usage: str = "avg(vllm:kv_cache_usage_perc{{{sel}}})"
+    prefix_cache_hit_rate: str = (
+        "sum(rate(vllm:prefix_cache_hits_total{{{sel}}}[5m]))"
+        " / sum(rate(vllm:prefix_cache_queries_total{{{sel}}}[5m]))"
+    )
+    request_rate: str = "sum(rate(vllm:request_success_total{{{sel}}}[1m]))"
     waiting_at_gateway: str = (
         'sum(frugal_gateway_waiting{{endpoint="{name}",namespace="{namespace}"}})'
     )
@@ -128,6 +138,26 @@ class Signals:
             requests_in_idle_window=self.scalar(q.requests.format(**fmt)),
             wake_requested=bool(waiting and waiting > 0),
         )
+
+    def snapshot(self, *, name: str, namespace: str, served_name: str) -> dict[str, float]:
+        """Context for a decision's record: latency quantiles, KV usage, prefix hits, rate.
+
+        Queried only when a decision is made, so a steady fleet costs Prometheus little.
+        """
+        q = self.queries
+        sel = q.engine_selector.format(served_name=served_name, namespace=namespace, name=name)
+        out = {}
+        for key, template in (
+            ("requestsPerSecond", q.request_rate),
+            ("p95LatencySeconds", q.p95_latency),
+            ("ttftP95Seconds", q.ttft_p95),
+            ("kvCacheUsage", q.kv_cache_usage),
+            ("prefixCacheHitRate", q.prefix_cache_hit_rate),
+        ):
+            value = self.scalar(template.format(sel=sel))
+            if value is not None:
+                out[key] = round(value, 4)
+        return out
 
     def tokens_per_second(self, *, name: str, namespace: str, served_name: str) -> float | None:
         q = self.queries
