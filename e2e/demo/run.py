@@ -55,6 +55,10 @@ def demo_manifests() -> list[dict[str, Any]]:
             spec.setdefault("scaling", {}).update(coldStartBudget="60s")
             if spec["scaling"].get("minReplicas", 1) == 0:
                 spec["scaling"]["idleAfter"] = "20s"
+            if doc["metadata"]["name"] == "support-medium":
+                # Two replicas: one on spot (maxShare 0.5), one on the on-demand floor, so that
+                # the spot reclamation has something to take.
+                spec["scaling"]["minReplicas"] = 2
         elif doc["kind"] == "RoutingPolicy":
             spec["autoReroute"].update(interval="3s", cooldown="6s", hysteresis=0.01)
             spec["shadow"] = {"sampleRate": 0.25, "referenceTier": "large"}
@@ -146,6 +150,8 @@ class Demo:
             "policies": [p for c in configs for p in c["policies"]],
             "upstreams": {k: v for c in configs for k, v in c["upstreams"].items()},
             "wake": {"kubernetes": True},
+            # A short quality memory, so that a dip and a recovery show within a compressed day.
+            "limits": {"qualityWindow": 20},
             "tenants": [
                 {
                     "name": "support-team",

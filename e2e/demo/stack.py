@@ -8,10 +8,8 @@ that ``make demo-down`` (another process) stops exactly what ``make demo`` start
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from testbed.controlplane import REPO, bin_dir, ensure_built
+from testbed.controlplane import REPO, bin_dir, ensure_built, stop_process
 from testbed.fleet import Fleet, fleet_down, karpenter_pool, karpenter_pools
 from testbed.prom import Prometheus, free_port
 
@@ -228,6 +226,8 @@ class Stack:
                 "gateway",
                 "--config",
                 str(config),
+                "--host",
+                "127.0.0.1",
                 "--port",
                 str(port),
             ],
@@ -247,7 +247,7 @@ class Stack:
         state = State.load(self.state_file)
         if state is not None:
             for name, pid in state.pids.items():
-                _stop(pid)
+                stop_process(pid, group=True)
                 if not quiet:
                     print(f"stopped {name}")
             self.state_file.unlink(missing_ok=True)
@@ -264,19 +264,3 @@ def _wait_http(url: str, timeout: float = 60) -> None:
         except OSError:
             time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer")
-
-
-def _stop(pid: int, grace: float = 10) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)

@@ -85,7 +85,7 @@ class ControlPlane:
     def up(self, crds: Path | None = REPO / "crds", timeout: float = 120.0) -> State:
         """Start etcd and kube-apiserver, write the kubeconfig, install the CRDs."""
         existing = State.load(self.state_file)
-        if existing and all(_alive(p) for p in existing.pids.values()):
+        if existing and all(alive(p) for p in existing.pids.values()):
             return existing
         self.down()
         ensure_built("kubernetes", "etcd")
@@ -125,7 +125,7 @@ class ControlPlane:
         for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
             pid = state.pids.get(name)
             if pid:
-                _stop(pid)
+                stop_process(pid)
         self.state_file.unlink(missing_ok=True)
 
     # --- helpers -------------------------------------------------------------------------
@@ -244,7 +244,7 @@ class ControlPlane:
         last = ""
         while time.monotonic() < deadline:
             state = State.load(self.state_file)
-            dead = [n for n, p in (state.pids.items() if state else []) if not _alive(p)]
+            dead = [n for n, p in (state.pids.items() if state else []) if not alive(p)]
             if dead:
                 raise TestbedError(f"{dead[0]} exited; see {self.logs / (dead[0] + '.log')}")
             try:
@@ -259,7 +259,7 @@ class ControlPlane:
         )
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -274,20 +274,24 @@ def _alive(pid: int) -> bool:
     return done == 0
 
 
-def _stop(pid: int, grace: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL after ``grace`` seconds."""
+def stop_process(pid: int, grace: float = 10.0, group: bool = False) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds (to the process group with ``group``).
+
+    A child of this process is reaped, so a zombie never looks alive.
+    """
+    kill = os.killpg if group else os.kill
     try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
+        kill(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
         return
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not alive(pid):
             return
         time.sleep(0.1)
     try:
-        os.kill(pid, signal.SIGKILL)
+        kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         return
-    while _alive(pid):
+    while alive(pid):
         time.sleep(0.05)

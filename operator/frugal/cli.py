@@ -167,6 +167,37 @@ def _engine_sim() -> None:
 _engine_sim()
 
 
+def _gateway() -> None:
+    from frugal.gateway.cli import check, serve
+
+    app.command(
+        "gateway",
+        help="Run the OpenAI-compatible data plane: tier routing, caching, scale-from-zero.",
+    )(serve)
+    app.command("gateway-check", help="Validate a gateway config file.")(check)
+
+
+_gateway()
+
+
+def _finops() -> None:
+    from frugal.finops import cli as finops_cli
+    from frugal.sim import cli as sim_cli
+
+    app.command("simulate", help="Replay a workload through frugal's cost and policy code.")(
+        sim_cli.simulate
+    )
+    app.command("advise", help="Recommend cost techniques for a workload, with savings.")(
+        finops_cli.advise
+    )
+    app.command("report", help="Live spend per team / project / tier from a cluster.")(
+        finops_cli.report
+    )
+
+
+_finops()
+
+
 @app.command()
 def version() -> None:
     """Print frugal's version."""

@@ -103,9 +103,9 @@ def _clean(text: str) -> str:
 
 def _basic_tokens(text: str) -> list[str]:
     tokens: list[str] = []
-    for word in _clean(text).split():
-        word = unicodedata.normalize("NFD", word.lower())
-        word = "".join(c for c in word if unicodedata.category(c) != "Mn")
+    for raw in _clean(text).split():
+        decomposed = unicodedata.normalize("NFD", raw.lower())
+        word = "".join(c for c in decomposed if unicodedata.category(c) != "Mn")
         current = ""
         for char in word:
             if _is_punctuation(char):

@@ -1,0 +1,1 @@
+"""FinOps tools: advice from the paper's flowchart, and live spend reports."""

@@ -1,0 +1,200 @@
+"""A CachePolicy at run time: look a request up (exact, then semantic), store an answer.
+
+Entries are scoped per tenant unless the policy says ``scope: shared``: the scope is part of
+every key, so a tenant can never be served another tenant's answer. Requests the policy
+excludes (tools, high temperature, n > 1, matching patterns) neither read nor write. A cache
+failure (Redis down, embedder error) is counted and the request goes on as a miss: the cache
+may make the gateway cheaper, never less available.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from frugal.gateway import cachekeys, guard
+from frugal.gateway.cachekeys import Exclusion
+from frugal.gateway.embed import Embedder
+from frugal.gateway.metering import Metrics
+from frugal.gateway.store import Store
+
+log = logging.getLogger("frugal.gateway")
+
+SHARED_SCOPE = "*shared*"
+"""Cannot collide with a tenant name (tenant names are [A-Za-z0-9._-])."""
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """Compiled ``CachePolicy.spec``."""
+
+    name: str
+    namespace: str
+    exact: bool
+    exact_ttl: float
+    semantic: bool
+    threshold: float
+    semantic_ttl: float
+    shared: bool
+    exclusion: Exclusion
+    affinity: bool
+    min_prefix_tokens: int
+
+
+@dataclass
+class Probe:
+    """One request's cache lookup, kept so that storing the answer reuses its work."""
+
+    scope: str
+    key: str | None = None
+    query: str | None = None
+    context: str | None = None
+    vector: np.ndarray | None = None
+    hit: dict[str, Any] | None = None
+    hit_kind: str = "miss"
+    score: float = 0.0
+
+
+class ResponseCache:
+    def __init__(
+        self,
+        settings: CacheSettings,
+        store: Store,
+        embedder: Embedder | None,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.embedder = embedder
+        self.metrics = metrics
+
+    def _error(self, operation: str, err: Exception) -> None:
+        s = self.settings
+        self.metrics.cache_errors.labels(s.name, s.namespace, operation).inc()
+        log.warning("cache %s/%s %s failed: %s", s.namespace, s.name, operation, type(err).__name__)
+
+    def excluded(self, body: dict[str, Any], prompt: str) -> str | None:
+        return cachekeys.excluded(self.settings.exclusion, body, prompt)
+
+    async def lookup(self, model: str, kind: str, body: dict[str, Any], tenant: str) -> Probe:
+        s = self.settings
+        probe = Probe(scope=SHARED_SCOPE if s.shared else tenant)
+        if s.exact:
+            probe.key = cachekeys.exact_key(model, kind, body)
+            try:
+                found = await self.store.get(probe.scope, probe.key)
+            except Exception as err:
+                self._error("get", err)
+                found = None
+            if found is not None:
+                probe.hit, probe.hit_kind, probe.score = found, "exact", 1.0
+                return probe
+        if s.semantic and self.embedder is not None:
+            parts = cachekeys.semantic_query(kind, body)
+            if parts is None:
+                return probe
+            probe.query = parts[0]
+            probe.context = cachekeys.context_digest(model, kind, parts[1], self.embedder.id)
+            try:
+                probe.vector = (await self.embedder.embed([probe.query]))[0]
+                query = probe.query
+                found_s = await self.store.search(
+                    probe.scope,
+                    probe.context,
+                    probe.vector,
+                    s.threshold,
+                    lambda cached: guard.compatible(cached, query),
+                )
+            except Exception as err:
+                self._error("search", err)
+                probe.vector = None
+                found_s = None
+            if found_s is not None:
+                probe.hit, probe.score = found_s
+                probe.hit_kind = "semantic"
+        return probe
+
+    async def save(self, probe: Probe, entry: dict[str, Any]) -> None:
+        s = self.settings
+        try:
+            if probe.key is not None:
+                await self.store.put(probe.scope, probe.key, entry, s.exact_ttl)
+            if probe.vector is not None and probe.query and probe.context:
+                await self.store.add(
+                    probe.scope,
+                    context=probe.context,
+                    vector=probe.vector,
+                    query=probe.query,
+                    entry=entry,
+                    ttl=s.semantic_ttl,
+                )
+        except Exception as err:
+            self._error("put", err)
+
+
+def entry_body(
+    kind: str, model: str, text: str, finish_reason: str | None, usage: dict[str, int]
+) -> dict[str, Any]:
+    """A whole completion body for an answer that arrived as a stream."""
+    chat = kind == "chat"
+    choice: dict[str, Any] = {"index": 0, "finish_reason": finish_reason or "stop"}
+    if chat:
+        choice["message"] = {"role": "assistant", "content": text}
+    else:
+        choice["text"] = text
+    return {
+        "id": ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex,
+        "object": "chat.completion" if chat else "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [choice],
+        "usage": usage,
+    }
+
+
+def fresh(body: dict[str, Any], kind: str) -> dict[str, Any]:
+    """A cached body with a new id and time, as a new answer would have."""
+    prefix = "chatcmpl-" if kind == "chat" else "cmpl-"
+    return body | {"id": prefix + uuid.uuid4().hex, "created": int(time.time())}
+
+
+def stream_events(body: dict[str, Any], kind: str, include_usage: bool) -> list[bytes]:
+    """A cached answer as the SSE events a streaming client expects, ending in [DONE]."""
+    import json
+
+    chat = kind == "chat"
+    choice = (body.get("choices") or [{}])[0]
+    text = (choice.get("message") or {}).get("content", "") if chat else choice.get("text", "")
+    text = text or ""
+    base = {
+        "id": body.get("id"),
+        "object": "chat.completion.chunk" if chat else "text_completion",
+        "created": body.get("created"),
+        "model": body.get("model"),
+    }
+
+    def event(obj: dict[str, Any]) -> bytes:
+        return f"data: {json.dumps(obj, separators=(',', ':'))}\n\n".encode()
+
+    def delta(piece: str, finish: str | None, role: bool = False) -> dict[str, Any]:
+        if chat:
+            d: dict[str, Any] = {"role": "assistant", "content": ""} if role else {"content": piece}
+            c = {"index": 0, "delta": d, "logprobs": None, "finish_reason": finish}
+        else:
+            c = {"index": 0, "text": piece, "logprobs": None, "finish_reason": finish}
+        return base | {"choices": [c]}
+
+    events = [event(delta("", None, role=True))] if chat else []
+    pieces = [text[i : i + 64] for i in range(0, len(text), 64)] or [""]
+    finish = choice.get("finish_reason") or "stop"
+    for i, piece in enumerate(pieces):
+        events.append(event(delta(piece, finish if i == len(pieces) - 1 else None)))
+    if include_usage and body.get("usage"):
+        events.append(event(base | {"choices": [], "usage": body["usage"]}))
+    events.append(b"data: [DONE]\n\n")
+    return events

@@ -1,0 +1,186 @@
+"""The gateway's Prometheus metrics: requests, tokens and dollars per tier and cost label.
+
+The operator's loops read three of them (see frugal.signals.prometheus.Queries):
+``frugal_gateway_cost_usd_total`` and ``frugal_gateway_requests_total`` by policy, namespace and
+tier give each tier's $/1k requests; ``frugal_gateway_quality_ratio`` gives its shadow-measured
+quality; ``frugal_gateway_waiting`` by endpoint tells the scaler a request is held at zero.
+
+Cache hits are counted in ``requests_total`` with ``cache`` set and an empty ``tier`` and
+``endpoint``: no tier served them, so they must not make a tier look cheaper (or an endpoint
+look busy) to the loops. Which tier produced a cached answer is in ``cache_hits_total`` and in
+the response's ``x-frugal-tier`` header.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+COST = ("tenant", "team", "project", "env")
+ROUTE = ("policy", "namespace", "tier", "endpoint")
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320)
+
+
+@dataclass(frozen=True)
+class Labels:
+    """The labels one request is metered under."""
+
+    policy: str = ""
+    namespace: str = ""
+    tier: str = ""
+    endpoint: str = ""
+    tenant: str = ""
+    team: str = ""
+    project: str = ""
+    env: str = ""
+
+    def route(self) -> dict[str, str]:
+        return {k: getattr(self, k) for k in ROUTE}
+
+    def cost(self) -> dict[str, str]:
+        return {k: getattr(self, k) for k in COST}
+
+    def all(self) -> dict[str, str]:
+        return self.route() | self.cost()
+
+
+class Metrics:
+    """All gateway metrics, in their own registry (one per app, so tests can run several)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "frugal_gateway_requests",
+            "Requests answered, by route, cost labels, cache outcome and HTTP status.",
+            [*ROUTE, *COST, "cache", "code"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "frugal_gateway_tokens",
+            "Tokens in (prompt) and out (completion) served by model calls.",
+            [*ROUTE, *COST, "direction"],
+            registry=r,
+        )
+        self.cost = Counter(
+            "frugal_gateway_cost_usd",
+            "US dollars of model calls (Eq. 1 at the tier's per-token price).",
+            [*ROUTE, *COST],
+            registry=r,
+        )
+        self.cache_hits = Counter(
+            "frugal_gateway_cache_hits",
+            "Answers served from the cache, by kind (exact, semantic) and originating tier.",
+            ["kind", "policy", "namespace", "tier", *COST],
+            registry=r,
+        )
+        self.cache_saved = Counter(
+            "frugal_gateway_cache_saved_usd",
+            "US dollars of model calls the cache avoided (the cost of the cached call).",
+            ["policy", "namespace", "tier", *COST],
+            registry=r,
+        )
+        self.cache_errors = Counter(
+            "frugal_gateway_cache_errors",
+            "Cache backend or embedder failures (the request went on as a miss).",
+            ["policy", "namespace", "operation"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "frugal_gateway_request_duration_seconds",
+            "Time from request to the last byte of the answer.",
+            [*ROUTE, *COST, "cache"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "frugal_gateway_ttft_seconds",
+            "Time from request to the first answer byte (first chunk when streaming).",
+            [*ROUTE, *COST, "cache"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "frugal_gateway_fallbacks",
+            "Requests moved from one tier to another, by reason (error, overload, scaledToZero).",
+            ["policy", "namespace", "from_tier", "to_tier", "reason"],
+            registry=r,
+        )
+        self.waiting = Gauge(
+            "frugal_gateway_waiting",
+            "Requests held at the gateway while their endpoint wakes from zero.",
+            ["endpoint", "namespace"],
+            registry=r,
+        )
+        self.wakes = Counter(
+            "frugal_gateway_wakes",
+            "Wake requests sent for endpoints at zero.",
+            ["endpoint", "namespace", "result"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "frugal_gateway_in_flight",
+            "Requests in flight to an upstream.",
+            ["endpoint", "namespace"],
+            registry=r,
+        )
+        self.quality = Gauge(
+            "frugal_gateway_quality_ratio",
+            "Rolling mean similarity of a tier's answers to the reference tier's (shadow).",
+            ["policy", "namespace", "tier"],
+            registry=r,
+        )
+        self.shadow = Counter(
+            "frugal_gateway_shadow_requests",
+            "Shadow requests to the reference tier, by result (compared, skipped, failed).",
+            ["policy", "namespace", "tier", "result"],
+            registry=r,
+        )
+        self.shadow_cost = Counter(
+            "frugal_gateway_shadow_cost_usd",
+            "US dollars spent on shadow requests (kept apart from the tiers' own cost).",
+            ["policy", "namespace", "tier"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "frugal_gateway_rejected",
+            "Requests refused before routing, by reason.",
+            ["reason", "tenant"],
+            registry=r,
+        )
+        self.reloads = Counter(
+            "frugal_gateway_config_reloads",
+            "Configuration reloads, by result (ok, error).",
+            ["result"],
+            registry=r,
+        )
+        self.generation = Gauge(
+            "frugal_gateway_config_generation",
+            "How many configurations have been loaded (starts at 1).",
+            registry=r,
+        )
+
+    def request(
+        self,
+        labels: Labels,
+        *,
+        cache: str,
+        code: int,
+        tokens_in: int = 0,
+        tokens_out: int = 0,
+        cost_usd: float = 0.0,
+        duration: float | None = None,
+        ttft: float | None = None,
+    ) -> None:
+        """Meter one answered request."""
+        self.requests.labels(**labels.all(), cache=cache, code=str(code)).inc()
+        if tokens_in or tokens_out:
+            self.tokens.labels(**labels.all(), direction="in").inc(tokens_in)
+            self.tokens.labels(**labels.all(), direction="out").inc(tokens_out)
+        if cost_usd:
+            self.cost.labels(**labels.all()).inc(cost_usd)
+        if duration is not None:
+            self.latency.labels(**labels.all(), cache=cache).observe(duration)
+        if ttft is not None:
+            self.ttft.labels(**labels.all(), cache=cache).observe(ttft)

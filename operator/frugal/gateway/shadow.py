@@ -1,0 +1,113 @@
+"""Live quality: a sample of requests is also answered by the reference tier, off the user's path.
+
+The served answer is compared with the reference answer by token-set Jaccard similarity (1.0
+for the same words, 0.0 for none in common); the rolling mean per tier is the gauge
+``frugal_gateway_quality_ratio`` that the operator's reroute loop reads. Against the engine
+simulator (whose wrong answers share no word with the right one) a tier of quality q scores q.
+
+Shadow calls are fire-and-forget tasks under a concurrency bound: a sample that finds the bound
+full is skipped, never queued, so shadowing can never slow or pile up behind user traffic. The
+reference tier is never woken for a shadow call, and its spend is metered apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from frugal.gateway.metering import Metrics
+
+log = logging.getLogger("frugal.gateway")
+
+_TOKEN = re.compile(r"\w+")
+
+
+def similarity(answer: str, reference: str) -> float:
+    """Token-set Jaccard similarity of two answers, case-insensitive; two empty answers agree."""
+    a = set(_TOKEN.findall(answer.lower()))
+    b = set(_TOKEN.findall(reference.lower()))
+    if not a and not b:
+        return 1.0
+    return len(a & b) / len(a | b)
+
+
+class Quality:
+    """Rolling means per (policy, namespace, tier), published as gauges."""
+
+    def __init__(self, metrics: Metrics, window: int) -> None:
+        self.metrics = metrics
+        self.window = window
+        self._samples: dict[tuple[str, str, str], deque[float]] = {}
+
+    def add(self, policy: str, namespace: str, tier: str, value: float) -> float:
+        samples = self._samples.get((policy, namespace, tier))
+        if samples is None or samples.maxlen != self.window:
+            samples = deque(samples or (), maxlen=self.window)
+            self._samples[(policy, namespace, tier)] = samples
+        samples.append(value)
+        mean = sum(samples) / len(samples)
+        self.metrics.quality.labels(policy, namespace, tier).set(mean)
+        return mean
+
+    def reference(self, policy: str, namespace: str, tier: str) -> None:
+        """The reference tier is the yardstick: its quality is 1 by definition."""
+        self.metrics.quality.labels(policy, namespace, tier).set(1.0)
+
+
+class ShadowSampler:
+    """Runs shadow comparisons as background tasks, at most ``concurrency`` at once."""
+
+    def __init__(self, metrics: Metrics, quality: Quality, concurrency: int) -> None:
+        self.metrics = metrics
+        self.quality = quality
+        self.concurrency = concurrency
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def submit(
+        self,
+        policy: str,
+        namespace: str,
+        tier: str,
+        answer: str,
+        reference: Callable[[], Awaitable[str | None]],
+    ) -> bool:
+        """Start one comparison unless the bound is full; True if started."""
+        if len(self._tasks) >= self.concurrency:
+            self.metrics.shadow.labels(policy, namespace, tier, "skipped").inc()
+            return False
+        task = asyncio.create_task(self._compare(policy, namespace, tier, answer, reference))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _compare(
+        self,
+        policy: str,
+        namespace: str,
+        tier: str,
+        answer: str,
+        reference: Callable[[], Awaitable[str | None]],
+    ) -> None:
+        try:
+            expected = await reference()
+        except Exception as err:  # a failed shadow call must never surface anywhere else
+            log.debug("shadow call for %s/%s failed: %s", policy, tier, type(err).__name__)
+            expected = None
+        if expected is None:
+            self.metrics.shadow.labels(policy, namespace, tier, "failed").inc()
+            return
+        self.metrics.shadow.labels(policy, namespace, tier, "compared").inc()
+        self.quality.add(policy, namespace, tier, similarity(answer, expected))
+
+    async def drain(self) -> None:
+        """Cancel outstanding comparisons (shutdown)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    @property
+    def active(self) -> int:
+        return len(self._tasks)

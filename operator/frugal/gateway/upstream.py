@@ -1,0 +1,194 @@
+"""Talking to upstreams: one POST, failures sorted by what the router should do about them,
+and Server-Sent Events cut into whole events as they arrive.
+
+A failure is one of: ``scaledToZero`` (connection refused by an in-cluster endpoint: its Service
+has no ready pods — hold and wake), ``overload`` (429, 503, or the in-flight limit), ``error``
+(5xx, timeouts, broken connections) and ``client`` (the request itself is wrong: 400, 404, 422 —
+another tier would refuse it too, so it is never retried).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from frugal.gateway.errors import GatewayError, from_upstream
+
+RETRYABLE_CLIENT = {401, 403, 408}
+"""4xx answers that say nothing about the request (the gateway's key, a slow upstream)."""
+
+
+class UpstreamError(Exception):
+    """An upstream could not answer; ``reason`` says whether another tier may try."""
+
+    def __init__(self, reason: str, error: GatewayError) -> None:
+        super().__init__(f"{reason}: {error}")
+        self.reason = reason
+        self.error = error
+
+
+def _refused(err: aiohttp.ClientConnectorError) -> bool:
+    os_error = getattr(err, "os_error", None)
+    return isinstance(os_error, ConnectionRefusedError) or (
+        getattr(os_error, "errno", None) == errno.ECONNREFUSED
+    )
+
+
+def classify_status(status: int) -> str:
+    if status in {429, 503}:
+        return "overload"
+    if status >= 500 or status in RETRYABLE_CLIENT:
+        return "error"
+    return "client"
+
+
+async def post(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: dict[str, Any],
+    *,
+    tier: str,
+    api_key: str | None,
+    timeout: aiohttp.ClientTimeout,
+    refused_means_asleep: bool,
+) -> aiohttp.ClientResponse:
+    """POST and return the open 200 response (the caller releases it), or raise UpstreamError."""
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    data = json.dumps(body, separators=(",", ":")).encode()
+    try:
+        resp = await session.post(url, data=data, headers=headers, timeout=timeout)
+    except aiohttp.ClientConnectorError as err:
+        if refused_means_asleep and _refused(err):
+            raise UpstreamError(
+                "scaledToZero", GatewayError(503, f"tier {tier} is not accepting connections")
+            ) from err
+        raise UpstreamError("error", GatewayError(502, f"tier {tier} is unreachable")) from err
+    except TimeoutError as err:
+        raise UpstreamError("error", GatewayError(504, f"tier {tier} timed out")) from err
+    except aiohttp.ClientError as err:
+        raise UpstreamError(
+            "error", GatewayError(502, f"tier {tier} failed: {type(err).__name__}")
+        ) from err
+    if resp.status == 200:
+        return resp
+    try:
+        payload = await resp.read()
+    except (aiohttp.ClientError, TimeoutError):
+        payload = b""
+    finally:
+        resp.release()
+    error = from_upstream(resp.status, payload, tier)
+    retry_after = resp.headers.get("Retry-After")
+    if retry_after and retry_after.isdigit():
+        error.retry_after = float(retry_after)
+    raise UpstreamError(classify_status(resp.status), error)
+
+
+class SseParser:
+    """Cuts a byte stream into whole SSE events (each ending in a blank line), as they come."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        self._buffer += chunk.replace(b"\r\n", b"\n")
+        events = []
+        while (end := self._buffer.find(b"\n\n")) >= 0:
+            events.append(self._buffer[: end + 2])
+            self._buffer = self._buffer[end + 2 :]
+        return events
+
+    def rest(self) -> bytes:
+        """Whatever followed the last blank line (a stream cut short)."""
+        rest, self._buffer = self._buffer, b""
+        return rest
+
+
+def event_data(event: bytes) -> str | None:
+    """The ``data:`` payload of one event (lines joined), or None for comments/other fields."""
+    lines = [
+        line[5:].lstrip()
+        for line in event.decode("utf-8", "replace").split("\n")
+        if line.startswith("data:")
+    ]
+    return "\n".join(lines) if lines else None
+
+
+@dataclass
+class StreamAccumulator:
+    """What a stream said, collected as it passes: the answer text (up to ``cap`` characters),
+    the finish reason and the usage, for metering, caching and shadow comparison."""
+
+    chat: bool
+    cap: int
+    text: list[str] = field(default_factory=list)
+    chars: int = 0
+    total_chars: int = 0
+    finish_reason: str | None = None
+    usage: dict[str, Any] | None = None
+    model: str | None = None
+    truncated: bool = False
+    done: bool = False
+
+    def observe(self, data: str | None) -> bool:
+        """Record one event's data; True when it is the usage-only chunk (no choices)."""
+        if data is None:
+            return False
+        if data.strip() == "[DONE]":
+            self.done = True
+            return False
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            return False
+        if not isinstance(chunk, dict):
+            return False
+        self.model = self.model or chunk.get("model")
+        if isinstance(chunk.get("usage"), dict):
+            self.usage = chunk["usage"]
+        choices = chunk.get("choices")
+        if not choices:
+            return isinstance(chunk.get("usage"), dict)
+        for choice in choices:
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            piece = (choice.get("delta") or {}).get("content") if self.chat else choice.get("text")
+            if isinstance(piece, str) and piece:
+                self._add(piece)
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+        return False
+
+    def _add(self, piece: str) -> None:
+        self.total_chars += len(piece)
+        if self.truncated:
+            return
+        if self.chars + len(piece) > self.cap:
+            self.truncated = True
+            return
+        self.text.append(piece)
+        self.chars += len(piece)
+
+    @property
+    def answer(self) -> str | None:
+        """The whole answer, or None if it was longer than the cap."""
+        return None if self.truncated else "".join(self.text)
+
+
+def answer_text(data: dict[str, Any], chat: bool) -> str | None:
+    """The first choice's text of a non-streamed completion."""
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return None
+    if chat:
+        message = choices[0].get("message") or {}
+        content = message.get("content") if isinstance(message, dict) else None
+        return content if isinstance(content, str) else None
+    text = choices[0].get("text")
+    return text if isinstance(text, str) else None
