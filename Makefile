@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TESTBED := PYTHONPATH=e2e $(BIN)/python -m testbed
 PY_PATHS := operator tests e2e
 
-.PHONY: bench demo demo-down help install deps crds lint format test e2e e2e-kind chaos unit testbed-build testbed-up testbed-down clean
+.PHONY: bench bundle chart-lint demo demo-down help install deps crds lint format test e2e e2e-kind chaos unit testbed-build testbed-up testbed-down clean
 
 demo: install deps testbed-build ## The fleet on one machine: the paper's case study, live (DEMO_MINUTES=5)
 	PYTHONPATH=e2e:tests $(BIN)/python -m demo run
@@ -28,8 +28,15 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## Create .venv with frugal and its development tools
 
-crds: install ## Regenerate crds/ from the API models
+crds: install ## Regenerate crds/ from the API models, and the chart's copy and the bundle
 	$(BIN)/frugal crds --out crds
+	bash scripts/gen-bundle.sh
+
+bundle: testbed-build ## Regenerate charts/frugal/crds/ and manifests/bundle/ from the chart
+	bash scripts/gen-bundle.sh
+
+chart-lint: testbed-build ## helm lint --strict the chart
+	$$(bash e2e/testbed/build.sh --print-bin-dir helm)/helm lint --strict charts/frugal
 
 lint: install ## ruff check and format check
 	$(BIN)/ruff check $(PY_PATHS)

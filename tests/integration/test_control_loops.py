@@ -194,8 +194,12 @@ def test_scale_up_down_to_zero_wake_and_fail_static(
                 timeout=120,
                 what="scale to zero after idleAfter",
             )
-            st = status(cluster, namespace, name)
-            assert st["phase"] == "ScaledToZero"
+            st = wait_for(
+                lambda: (
+                    (s := status(cluster, namespace, name)).get("phase") == "ScaledToZero" and s
+                ),
+                what="phase ScaledToZero",
+            )
             assert st["lastDecision"]["action"] == "ScaleToZero"
 
             now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -42,6 +42,9 @@ def test_policies_endpoints_and_weights_reach_the_gateway_config(cluster, namesp
         return yaml.safe_load((cm.get("data") or {}).get("config.yaml", "") or "") or {}
 
     with running_operator(str(cluster.kubeconfig), [namespace], settings):
+        # Rendered at start-up, before any policy exists, so that a gateway can start.
+        empty = wait_for(lambda: (c := config()) and "policies" in c and c, what="first render")
+        assert empty["tenants"] == base["tenants"]
         for doc in yaml.safe_load_all(EXAMPLE.read_text()):
             doc = copy.deepcopy(doc)  # noqa: PLW2901
             doc["metadata"]["namespace"] = namespace

@@ -111,13 +111,86 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and (gt (int .Values.operator.replicas) 1) (eq .Values.operator.strategy "Recreate") (not .Values.ha.enabled) }}
 {{- fail "operator.replicas > 1 needs operator.strategy=RollingUpdate (or ha.enabled=true)" }}
 {{- end }}
-{{- if has .Release.Namespace .Values.watchNamespaces | and false }}{{ end }}
 {{- end }}
 
-{{/* Where the gateway's readable Secrets live. */}}
-{{- define "frugal.secretNamespaces" -}}
-{{- $ns := .Values.gateway.secretNamespaces }}
-{{- if not $ns }}{{ $ns = .Values.watchNamespaces }}{{ end }}
-{{- if not $ns }}{{ $ns = list .Release.Namespace }}{{ end }}
-{{- toJson (uniq $ns) }}
+{{/* The operator's settings: values.settings, plus where the gateway's ConfigMaps are when the
+chart runs the gateway (the operator renders frugal-gateway from the cluster's policies on top of
+the static frugal-gateway-base the chart provides). */}}
+{{- define "frugal.settings" -}}
+{{- $settings := deepCopy (.Values.settings | default dict) }}
+{{- if .Values.gateway.enabled }}
+{{- $gateway := dict "configNamespace" .Release.Namespace "configMap" (include "frugal.gatewayName" .) "baseConfigMap" (printf "%s-base" (include "frugal.gatewayName" .)) }}
+{{- $_ := set $settings "gateway" (merge $gateway (get $settings "gateway" | default dict)) }}
+{{- end }}
+{{- toYaml $settings }}
+{{- end }}
+
+{{/* RBAC rules --------------------------------------------------------------------------- */}}
+
+{{/* What the operator does inside a namespace it watches (see operator/frugal/controller/). */}}
+{{- define "frugal.operatorNamespacedRules" -}}
+# Reconcile the three kinds; kopf patches its finalizer (timers need one) and writes status.
+- apiGroups: [frugal.dev]
+  resources: [inferenceendpoints, routingpolicies, cachepolicies]
+  verbs: [get, list, watch, patch]
+- apiGroups: [frugal.dev]
+  resources: [inferenceendpoints/status, routingpolicies/status, cachepolicies/status]
+  verbs: [get, patch]
+# Children carry a controller ownerReference with blockOwnerDeletion.
+- apiGroups: [frugal.dev]
+  resources: [inferenceendpoints/finalizers]
+  verbs: [update]
+# Children: server-side apply (patch; create when new), prune (delete), readiness (watch).
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, list, create, patch, delete]
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, list, create, patch, delete]
+# Decisions a user should see.
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+# Engine pods: unschedulable spot pods mean spot capacity is gone (fall back to on-demand).
+# With Karpenter, the operator also removes karpenter.sh/do-not-disrupt from an engine pod once
+# its model has loaded (settings.nodePools.protectLoading, on by default).
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch{{ if include "frugal.releasesLoadingPods" . }}, patch{{ end }}]
+{{- end }}
+
+{{- define "frugal.releasesLoadingPods" -}}
+{{- if and (eq (dig "profile" "plain" .Values.settings) "karpenter") (dig "nodePools" "protectLoading" true .Values.settings) }}true{{ end }}
+{{- end }}
+
+{{- define "frugal.managesNodePools" -}}
+{{- if and (eq (dig "profile" "plain" .Values.settings) "karpenter") (dig "nodePools" "manage" false .Values.settings) }}true{{ end }}
+{{- end }}
+
+{{/* What the gateway does inside a namespace it serves: its configuration comes from a file
+(the ConfigMap the operator renders); its only API call wakes an endpoint scaled to zero by
+setting the frugal.dev/wake annotation (a merge patch). */}}
+{{- define "frugal.gatewayNamespacedRules" -}}
+- apiGroups: [frugal.dev]
+  resources: [inferenceendpoints]
+  verbs: [patch]
+{{- end }}
+
+{{/* Egress every frugal pod needs when egress is restricted. */}}
+{{- define "frugal.egressRules" -}}
+# DNS
+- ports:
+    - {port: 53, protocol: UDP}
+    - {port: 53, protocol: TCP}
+# The Kubernetes API server
+- ports:
+    {{- range .Values.networkPolicy.egress.apiServerPorts }}
+    - {port: {{ . }}, protocol: TCP}
+    {{- end }}
+{{- with .Values.networkPolicy.egress.extraRules }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}

@@ -27,6 +27,7 @@ from frugal.render.gateway import CONFIG_KEY, render_gateway_config
 log = logging.getLogger("frugal.gateways")
 HASH_ANNOTATION = "frugal.dev/rendered-hash"
 DEBOUNCE_SECONDS = 1.0
+RESYNC_SECONDS = 30.0
 
 
 def objects_index(body: kopf.Body, **_: Any) -> dict:
@@ -77,20 +78,45 @@ def gateway_config(
 
 
 class GatewaySync:
-    """Debounced rendering of the gateway ConfigMap (one render for a burst of changes)."""
+    """Debounced rendering of the gateway ConfigMap (one render for a burst of changes).
+
+    Also renders at start-up (so that a gateway on an empty cluster has a file to start with)
+    and every ``RESYNC_SECONDS`` (so that a changed base ConfigMap — a ``helm upgrade`` of the
+    gateway's static settings — is picked up without waiting for a policy to change).
+    """
 
     def __init__(self, ctx: Any, namespace: str, name: str, base: str) -> None:
         self.ctx, self.namespace, self.name, self.base = ctx, namespace, name, base
         self._pending: asyncio.Task | None = None
+        self._resync: asyncio.Task | None = None
+        # kopf's indexes are live views; once a handler has seen them, the resync uses them.
+        self.indexes: dict[str, Any] = {
+            "routing_index": {}, "caching_index": {}, "endpoint_objects_index": {},
+        }
+
+    def start(self) -> None:
+        """Begin the periodic resync (call from within the operator's event loop)."""
+        self._resync = asyncio.create_task(self._periodic())
+
+    def stop(self) -> None:
+        for task in (self._pending, self._resync):
+            if task is not None:
+                task.cancel()
 
     def schedule(self, memo: Any, indexes: dict[str, Any]) -> None:
+        self.indexes = {k: indexes[k] for k in self.indexes if k in indexes} or self.indexes
         if self._pending is None or self._pending.done():
-            self._pending = asyncio.create_task(self._run(indexes))
+            self._pending = asyncio.create_task(self._run())
 
-    async def _run(self, indexes: dict[str, Any]) -> None:
-        await asyncio.sleep(DEBOUNCE_SECONDS)
+    async def _periodic(self) -> None:
+        while True:
+            await self._run(delay=0)
+            await asyncio.sleep(RESYNC_SECONDS)
+
+    async def _run(self, delay: float = DEBOUNCE_SECONDS) -> None:
+        await asyncio.sleep(delay)
         try:
-            await asyncio.to_thread(self.sync, indexes)
+            await asyncio.to_thread(self.sync, self.indexes)
         except Exception:  # the next change or tick retries; never crash the operator
             log.exception("rendering the gateway configuration failed")
 

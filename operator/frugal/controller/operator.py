@@ -103,7 +103,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         return login(**kwargs)
 
     @kopf.on.startup(registry=registry)
-    def _startup(memo: kopf.Memo, **_: Any) -> None:
+    async def _startup(memo: kopf.Memo, **_: Any) -> None:
         memo.ctx = endpoints.Context(
             settings=settings, api=api_client(), prices=aws_prices(settings)
         )
@@ -114,9 +114,13 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
             memo.gateway_sync = gateways.GatewaySync(
                 memo.ctx, gw.config_namespace, gw.config_map, gw.base_config_map
             )
+            memo.gateway_sync.start()
 
     @kopf.on.cleanup(registry=registry)
-    def _cleanup(memo: kopf.Memo, **_: Any) -> None:
+    async def _cleanup(memo: kopf.Memo, **_: Any) -> None:
+        sync = getattr(memo, "gateway_sync", None)
+        if sync is not None:
+            sync.stop()
         ctx = getattr(memo, "ctx", None)
         if ctx is not None:
             ctx.api.close()

@@ -5,7 +5,7 @@ CachePolicy allows it, otherwise classifies the request, picks a tier by the pol
 weights, falls back on failure, holds requests while a scaled-to-zero endpoint wakes, and meters
 requests, tokens and dollars per tier and cost label for the operator's control loops.
 
-Start it with ``frugal gateway serve --config FILE`` or in-process with :func:`make_app`.
+Start it with ``frugal gateway --config FILE`` or in-process with :func:`make_app`.
 """
 
 from __future__ import annotations
