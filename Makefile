@@ -49,8 +49,9 @@ format: install ## Apply ruff's fixes and formatting
 deps: ## Debian packages used by the tests (prometheus, redis-server, lua5.4)
 	bash scripts/install-debian-deps.sh
 
-testbed-build: ## Build the testbed binaries from Go modules (cached by version)
+testbed-build: ## Build the testbed binaries from Go modules, fetch Karpenter's CRDs (cached by version)
 	bash e2e/testbed/build.sh
+	bash e2e/testbed/karpenter-crds.sh
 
 testbed-up: install ## Start etcd + kube-apiserver on loopback; writes .testbed/kubeconfig
 	$(TESTBED) up

@@ -16,6 +16,7 @@ from pydantic.alias_generators import to_camel
 from frugal.api.vllm import VLLM_IMAGE, VLLM_RELEASE
 from frugal.catalog.gpus import DEFAULT_GPUS, GpuType
 from frugal.catalog.profiles import PROFILES, Profile, ProfileName
+from frugal.render.nodepools import NodePoolSettings, name_conflicts
 from frugal.signals.prometheus import PrometheusSettings
 
 
@@ -107,6 +108,8 @@ class Settings(_Settings):
     loops: Loops = Field(default_factory=Loops)
     aws: AwsPrices = Field(default_factory=AwsPrices)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    node_pools: NodePoolSettings = Field(default_factory=NodePoolSettings)
+    """Karpenter NodePools frugal provisions for its placement (profile karpenter)."""
     field_manager: str = "frugal"
     reconcile_interval_seconds: float = Field(default=60, gt=0)
     peering_lifetime_seconds: int = Field(default=60, ge=5)
@@ -121,6 +124,8 @@ class Settings(_Settings):
         for pool in self.reservations:
             if pool.gpu_type not in names:
                 raise ValueError(f"reservation {pool.name}: unknown gpuType {pool.gpu_type!r}")
+        if self.node_pools.manage and (clash := name_conflicts(self)):
+            raise ValueError("; ".join(clash))
         return self
 
     def catalog(self) -> dict[str, GpuType]:

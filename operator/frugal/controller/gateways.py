@@ -91,7 +91,9 @@ class GatewaySync:
         self._resync: asyncio.Task | None = None
         # kopf's indexes are live views; once a handler has seen them, the resync uses them.
         self.indexes: dict[str, Any] = {
-            "routing_index": {}, "caching_index": {}, "endpoint_objects_index": {},
+            "routing_index": {},
+            "caching_index": {},
+            "endpoint_objects_index": {},
         }
 
     def start(self) -> None:

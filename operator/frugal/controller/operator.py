@@ -16,7 +16,7 @@ import kubernetes
 from kubernetes.client import ApiClient
 
 from frugal import kube
-from frugal.controller import endpoints, gateways, loops
+from frugal.controller import endpoints, gateways, loops, nodepools
 from frugal.settings import Settings
 from frugal.signals.prometheus import Signals
 
@@ -128,4 +128,5 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     endpoints.register(registry, settings)
     loops.register(registry, settings)
     gateways.register(registry)
+    nodepools.register(registry, settings)
     return registry

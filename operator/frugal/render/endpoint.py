@@ -18,6 +18,7 @@ from frugal.api.endpoint import InferenceEndpointSpec
 from frugal.placement.plan import EndpointPlan
 from frugal.render.engine import MODEL_ROOT, pvc_claim, vllm_args
 from frugal.render.labels import CAPACITY_LABEL, ENDPOINT_LABEL, endpoint_labels
+from frugal.render.nodepools import loading_annotations
 from frugal.settings import Settings
 
 HASH_ANNOTATION = "frugal.dev/rendered-hash"
@@ -115,6 +116,7 @@ def _deployment(
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(settings.engine.port),
                         "prometheus.io/path": "/metrics",
+                        **loading_annotations(spec, settings),
                     },
                 },
                 "spec": _pod_spec(
