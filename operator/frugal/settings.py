@@ -71,6 +71,8 @@ class Loops(_Settings):
     """Scale down only to the highest recommendation of this window (as the HPA does)."""
     spot_unschedulable_grace_seconds: float = Field(default=60, ge=0)
     """Spot pods unschedulable this long mean spot capacity is gone: move them to on-demand."""
+    cache_status_seconds: float = Field(default=30, gt=0)
+    """How often CachePolicy status (hit rates, savings, false hits) is refreshed."""
     spot_quiet_seconds: float = Field(default=6 * 3600, gt=0)
     """Without interruptions this long, the spot share is restored step by step."""
 

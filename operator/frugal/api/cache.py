@@ -177,7 +177,7 @@ class CachePolicyStatus(FrugalModel):
     model_config = FrugalModel.model_config | {"extra": "allow"}
 
     hit_rate: HitRates | None = None
-    """Hit rates over the last window."""
+    """Fractions of requests answered from cache since the gateway replicas started."""
     entries: int | None = None
     """Entries stored."""
     estimated_saved_usd: float | None = Field(default=None, alias="estimatedSavedUSD")

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from frugal import kube
 from frugal.api.base import GROUP, VERSION, CapacityType
+from frugal.api.cache import CachePolicySpec
 from frugal.api.endpoint import InferenceEndpointSpec
 from frugal.api.routing import RoutingPolicySpec
 from frugal.controller import endpoints, events
@@ -448,6 +449,92 @@ async def reroute_policy(
         await _patch_status(ctx, "RoutingPolicy", namespace, name, patch)
 
 
+# --- cache policies: hit rates, savings, false-hit budget ------------------------------------
+
+
+async def cache_status(
+    *,
+    body: kopf.Body,
+    name: str,
+    namespace: str,
+    spec: Any,
+    status: Any,
+    meta: Any,
+    memo: Any,
+    **_: Any,
+) -> None:
+    """CachePolicy status from the gateway's metrics, written only when it changes."""
+    ctx: endpoints.Context = memo.ctx
+    signals: Signals = memo.signals
+    try:
+        parsed = CachePolicySpec.model_validate(dict(spec))
+    except ValidationError:
+        return
+    previous = dict(status)
+    now = _iso(_now()) or ""
+    error = None
+    try:
+        figures = await asyncio.to_thread(
+            signals.cache, policy=parsed.target_ref.name, namespace=namespace
+        )
+    except PrometheusError as err:
+        figures, error = {}, str(err)
+    patch: dict[str, Any] = {}
+    if error is None:
+        exact, semantic = figures.get("exact"), figures.get("semantic")
+        if exact is not None or semantic is not None:
+            hit = {"exact": round(exact or 0.0, 3), "semantic": round(semantic or 0.0, 3)}
+            hit["total"] = round(hit["exact"] + hit["semantic"], 3)
+            if hit != previous.get("hitRate"):
+                patch["hitRate"] = hit
+        if "savedUSD" in figures and _sig3(figures["savedUSD"]) != previous.get(
+            "estimatedSavedUSD"
+        ):
+            patch["estimatedSavedUSD"] = _sig3(figures["savedUSD"])
+        if "falseHitRate" in figures and round(figures["falseHitRate"], 3) != previous.get(
+            "falseHitRate"
+        ):
+            patch["falseHitRate"] = round(figures["falseHitRate"], 3)
+    conditions = list(previous.get("conditions") or [])
+    generation = meta.get("generation")
+    suspended = bool(figures.get("semanticSuspended"))
+    budget = parsed.semantic.max_false_hit_rate
+    wanted = [
+        _signals_condition(previous, error, now, generation),
+        condition(
+            "SemanticSuspended",
+            suspended,
+            "FalseHitBudgetExceeded" if suspended else "WithinFalseHitBudget",
+            f"sampled false-hit rate above {budget:g}: semantic answers paused"
+            if suspended
+            else f"sampled false-hit rate within {budget:g}",
+            previous=conditions,
+            now=now,
+            generation=generation,
+        ),
+        condition(
+            "Ready",
+            error is None,
+            "Measured" if error is None else "SignalsAbsent",
+            "hit rates measured from the gateway's metrics" if error is None else error,
+            previous=conditions,
+            now=now,
+            generation=generation,
+        ),
+    ]
+    changed = [c for c in wanted if _changed_condition(conditions, c)]
+    for c in changed:
+        conditions = _merge_condition({"conditions": conditions}, c)
+        if c["type"] == "SemanticSuspended" and c["status"] == "True":
+            events.warning(body, c["reason"], c["message"])
+    if changed:
+        patch["conditions"] = conditions
+    if previous.get("observedGeneration") != generation:
+        patch["observedGeneration"] = generation
+    if patch:
+        await _patch_status(ctx, "CachePolicy", namespace, name, patch)
+
+
 def _seconds(duration: str) -> float:
     from frugal.api.base import parse_duration
 
@@ -469,4 +556,8 @@ def register(registry: kopf.OperatorRegistry, settings: Any) -> None:
     kopf.on.update(*rp, field="spec", registry=registry, id="reroute")(reroute_policy)
     kopf.timer(*rp, interval=loops.reroute_tick_seconds, registry=registry, id="reroute-tick")(
         reroute_policy
+    )
+    cp = (GROUP, VERSION, "cachepolicies")
+    kopf.timer(*cp, interval=loops.cache_status_seconds, registry=registry, id="cache-status")(
+        cache_status
     )

@@ -60,6 +60,24 @@ class Queries(BaseModel):
         " / sum(rate(vllm:prefix_cache_queries_total{{{sel}}}[5m]))"
     )
     request_rate: str = "sum(rate(vllm:request_success_total{{{sel}}}[1m]))"
+    # Counters as they stand (since each gateway replica started): a window's increase() would
+    # miss the first samples of series that appear with the first hit.
+    cache_requests: str = (
+        'sum(frugal_gateway_requests_total{{policy="{policy}",namespace="{namespace}"}})'
+    )
+    cache_hits: str = (
+        'sum(frugal_gateway_cache_hits_total{{policy="{policy}",namespace="{namespace}",'
+        'kind="{kind}"}})'
+    )
+    cache_saved_usd: str = (
+        'sum(frugal_gateway_cache_saved_usd_total{{policy="{policy}",namespace="{namespace}"}})'
+    )
+    semantic_false_hit_rate: str = (
+        'max(frugal_gateway_semantic_false_hit_rate{{policy="{policy}",namespace="{namespace}"}})'
+    )
+    semantic_suspended: str = (
+        'max(frugal_gateway_semantic_suspended{{policy="{policy}",namespace="{namespace}"}})'
+    )
     waiting_at_gateway: str = (
         'sum(frugal_gateway_waiting{{endpoint="{name}",namespace="{namespace}"}})'
     )
@@ -163,6 +181,27 @@ class Signals:
         q = self.queries
         sel = q.engine_selector.format(served_name=served_name, namespace=namespace, name=name)
         return self.scalar(q.tokens_per_second.format(sel=sel))
+
+    def cache(self, *, policy: str, namespace: str) -> dict[str, float]:
+        """A CachePolicy's figures from the gateway's metrics; absent ones are left out."""
+        q = self.queries
+        fmt = {"policy": policy, "namespace": namespace}
+        out: dict[str, float] = {}
+        total = self.scalar(q.cache_requests.format(**fmt))
+        if total:
+            for kind in ("exact", "semantic"):
+                hits = self.scalar(q.cache_hits.format(kind=kind, **fmt))
+                if hits is not None:
+                    out[kind] = hits / total
+        for key, template in (
+            ("savedUSD", q.cache_saved_usd),
+            ("falseHitRate", q.semantic_false_hit_rate),
+            ("semanticSuspended", q.semantic_suspended),
+        ):
+            value = self.scalar(template.format(**fmt))
+            if value is not None:
+                out[key] = value
+        return out
 
     def tier(self, *, policy: str, namespace: str, tier: str) -> TierSignals:
         q = self.queries
