@@ -151,7 +151,9 @@ class Demo:
             "upstreams": {k: v for c in configs for k, v in c["upstreams"].items()},
             "wake": {"kubernetes": True},
             # A short quality memory, so that a dip and a recovery show within a compressed day.
-            "limits": {"qualityWindow": 20},
+            # No false-hit sampling: the engine simulator answers every wording differently by
+            # design, so each verified semantic hit would count as false.
+            "limits": {"qualityWindow": 20, "falseHitSampleRate": 0},
             "tenants": [
                 {
                     "name": "support-team",

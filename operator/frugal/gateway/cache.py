@@ -20,6 +20,7 @@ import numpy as np
 from frugal.gateway import cachekeys, guard
 from frugal.gateway.cachekeys import Exclusion
 from frugal.gateway.embed import Embedder
+from frugal.gateway.falsehits import SemanticBudget
 from frugal.gateway.metering import Metrics
 from frugal.gateway.store import Store
 
@@ -35,6 +36,9 @@ class CacheSettings:
 
     name: str
     namespace: str
+    target: str
+    """targetRef.name: the RoutingPolicy (or InferenceEndpoint) in front of which this cache
+    is, the ``policy`` label of the semantic budget's metrics, as in the request metrics."""
     exact: bool
     exact_ttl: float
     semantic: bool
@@ -44,6 +48,9 @@ class CacheSettings:
     exclusion: Exclusion
     affinity: bool
     min_prefix_tokens: int
+    max_false_hit_rate: float
+    """semantic.maxFalseHitRate: the semantic cache is suspended while verified hits are
+    false more often than this (see :mod:`frugal.gateway.falsehits`)."""
 
 
 @dataclass
@@ -67,11 +74,14 @@ class ResponseCache:
         store: Store,
         embedder: Embedder | None,
         metrics: Metrics,
+        budget: SemanticBudget | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.embedder = embedder
         self.metrics = metrics
+        self.budget = budget
+        """The semantic cache's false-hit budget (state outlives this object: reloads)."""
 
     def _error(self, operation: str, err: Exception) -> None:
         s = self.settings
@@ -100,16 +110,21 @@ class ResponseCache:
                 return probe
             probe.query = parts[0]
             probe.context = cachekeys.context_digest(model, kind, parts[1], self.embedder.id)
+            # Over its false-hit budget the semantic cache serves nothing, but the question is
+            # still embedded so that the answer is stored: the cache is warm when it resumes.
+            suspended = self.budget is not None and self.budget.suspended()
             try:
                 probe.vector = (await self.embedder.embed([probe.query]))[0]
                 query = probe.query
-                found_s = await self.store.search(
-                    probe.scope,
-                    probe.context,
-                    probe.vector,
-                    s.threshold,
-                    lambda cached: guard.compatible(cached, query),
-                )
+                found_s = None
+                if not suspended:
+                    found_s = await self.store.search(
+                        probe.scope,
+                        probe.context,
+                        probe.vector,
+                        s.threshold,
+                        lambda cached: guard.compatible(cached, query),
+                    )
             except Exception as err:
                 self._error("search", err)
                 probe.vector = None

@@ -168,6 +168,22 @@ class Limits(_Model):
     """How often a waking endpoint's health is probed."""
     max_cached_answer_chars: int = Field(default=64 * 1024, ge=0)
     """Longest answer stored in the cache (a longer stream is passed through, not stored)."""
+    false_hit_sample_rate: float = Field(default=0.1, ge=0, le=1)
+    """Fraction of semantic hits verified against a fresh answer of the tier that produced the
+    cached one (off the user's path); 0 turns verification, and so the false-hit budget, off."""
+    false_hit_window: int = Field(default=100, ge=1)
+    """Verified semantic hits per CachePolicy whose false-hit rate is held to
+    ``semantic.maxFalseHitRate``."""
+    false_hit_min_samples: int = Field(default=20, ge=1)
+    """Verified hits the window needs before the rate can suspend the semantic cache."""
+    semantic_suspend_seconds: float = Field(default=600.0, gt=0)
+    """How long the semantic cache stays suspended once over its false-hit budget."""
+
+    @model_validator(mode="after")
+    def _judgeable(self) -> Limits:
+        if self.false_hit_min_samples > self.false_hit_window:
+            raise ValueError("limits.falseHitMinSamples cannot exceed limits.falseHitWindow")
+        return self
 
 
 class Auth(_Model):

@@ -9,6 +9,11 @@ Cache hits are counted in ``requests_total`` with ``cache`` set and an empty ``t
 ``endpoint``: no tier served them, so they must not make a tier look cheaper (or an endpoint
 look busy) to the loops. Which tier produced a cached answer is in ``cache_hits_total`` and in
 the response's ``x-frugal-tier`` header.
+
+The semantic false-hit budget's metrics (``frugal_gateway_semantic_*``) feed the CachePolicy's
+status; like ``requests_total`` and ``cache_hits_total`` their ``policy`` label is the
+RoutingPolicy the cache is in front of (its ``targetRef.name``; the endpoint's name for a cache
+in front of an InferenceEndpoint).
 """
 
 from __future__ import annotations
@@ -140,6 +145,36 @@ class Metrics:
         self.shadow_cost = Counter(
             "frugal_gateway_shadow_cost_usd",
             "US dollars spent on shadow requests (kept apart from the tiers' own cost).",
+            ["policy", "namespace", "tier"],
+            registry=r,
+        )
+        self.semantic_verified = Counter(
+            "frugal_gateway_semantic_verified",
+            "Semantic cache hits verified against a fresh answer of their originating tier.",
+            ["policy", "namespace"],
+            registry=r,
+        )
+        self.semantic_false_hits = Counter(
+            "frugal_gateway_semantic_false_hits",
+            "Verified semantic hits whose fresh answer disagreed with the cached one.",
+            ["policy", "namespace"],
+            registry=r,
+        )
+        self.semantic_false_hit_rate = Gauge(
+            "frugal_gateway_semantic_false_hit_rate",
+            "False-hit rate over the CachePolicy's current window of verified semantic hits.",
+            ["policy", "namespace"],
+            registry=r,
+        )
+        self.semantic_suspended = Gauge(
+            "frugal_gateway_semantic_suspended",
+            "1 while the CachePolicy's semantic cache is suspended (over its false-hit budget).",
+            ["policy", "namespace"],
+            registry=r,
+        )
+        self.semantic_verify_cost = Counter(
+            "frugal_gateway_semantic_verify_cost_usd",
+            "US dollars spent verifying semantic hits (kept apart from the tiers' own cost).",
             ["policy", "namespace", "tier"],
             registry=r,
         )

@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -549,6 +550,8 @@ class Pipeline:
             code = 200
         elapsed = gw.clock() - call.started
         gw.metrics.request(labels, cache=probe.hit_kind, code=code, duration=elapsed, ttft=elapsed)
+        if probe.hit_kind == "semantic":
+            self._maybe_verify(route, entry, call)
         return response
 
     # --- shadow ----------------------------------------------------------------------------------
@@ -560,19 +563,56 @@ class Pipeline:
             return
         if self.gw.rng.random() >= route.shadow_rate:
             return
-        reference, body = route.tier(ref_name), call.body
+        reference, body, metrics = route.tier(ref_name), call.body, self.gw.metrics
+
+        def meter(usd: float) -> None:
+            metrics.shadow_cost.labels(route.policy, route.namespace, ref_name).inc(usd)
+
         self.gw.shadow.submit(
             route.policy,
             route.namespace,
             tier.name,
             answer,
-            lambda: self._reference_answer(route, reference, body, call),
+            lambda: self._side_answer(reference, body, call, meter),
         )
 
-    async def _reference_answer(
-        self, route: Route, tier: TierRoute, body: dict[str, Any], call: Call
+    def _maybe_verify(self, route: Route, entry: dict[str, Any], call: Call) -> None:
+        """Sample a semantic hit for verification against a fresh answer of its origin tier."""
+        cache = route.cache
+        snap = call.snap or self.gw.snapshot
+        rate = snap.limits.false_hit_sample_rate
+        if cache is None or cache.budget is None or rate <= 0 or call.body is None:
+            return
+        origin = str(entry.get("tier", ""))
+        if origin not in route.names:
+            return  # the tier that answered is gone from the policy: nothing to ask
+        if self.gw.rng.random() >= rate:
+            return
+        body = entry.get("body")
+        cached = upstream.answer_text(body, call.kind == "chat") if isinstance(body, dict) else None
+        if cached is None:
+            return
+        s, tier, request, metrics = cache.settings, route.tier(origin), call.body, self.gw.metrics
+
+        def meter(usd: float) -> None:
+            metrics.semantic_verify_cost.labels(s.target, s.namespace, origin).inc(usd)
+
+        self.gw.falsehits.submit(
+            cache.budget,
+            s.max_false_hit_rate,
+            cached,
+            lambda: self._side_answer(tier, request, call, meter),
+        )
+
+    async def _side_answer(
+        self,
+        tier: TierRoute,
+        body: dict[str, Any],
+        call: Call,
+        meter: Callable[[float], None],
     ) -> str | None:
-        """The reference tier's answer, without waking it and within its in-flight limit."""
+        """A tier's answer off the user's path (shadow, verification), without waking it and
+        within its in-flight limit; its cost goes to ``meter``, never to the tier's own."""
         gw = self.gw
         up = tier.upstream
         state = gw.waker.state(up)
@@ -608,7 +648,5 @@ class Pipeline:
             state.in_flight -= 1
         answer = upstream.answer_text(data, call.kind == "chat")
         tin, tout = _tokens(data.get("usage"), call.prompt, len(answer or ""))
-        gw.metrics.shadow_cost.labels(route.policy, route.namespace, tier.name).inc(
-            self._cost(tier, tin, tout)
-        )
+        meter(self._cost(tier, tin, tout))
         return answer

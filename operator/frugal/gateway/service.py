@@ -2,9 +2,10 @@
 
 Everything that must survive a reload lives here, keyed by stable names: the HTTP session, cache
 stores and embedders (entries and loaded models are kept when a policy's TTL changes), Redis
-clients, upstream states (in-flight counts, wake episodes), rate-limit buckets and quality
-samples. A reload compiles a new :class:`~frugal.gateway.snapshot.Snapshot` off to the side and
-swaps one reference; a configuration that fails to compile is refused and the old one serves on.
+clients, upstream states (in-flight counts, wake episodes), rate-limit buckets, quality
+samples and the semantic caches' false-hit windows. A reload compiles a new
+:class:`~frugal.gateway.snapshot.Snapshot` off to the side and swaps one reference; a
+configuration that fails to compile is refused and the old one serves on.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from frugal.gateway import embed
 from frugal.gateway.cache import ResponseCache
 from frugal.gateway.config import GatewayConfig
 from frugal.gateway.embed import Embedder
+from frugal.gateway.falsehits import FalseHitMonitor
 from frugal.gateway.metering import Metrics
 from frugal.gateway.shadow import Quality, ShadowSampler
 from frugal.gateway.snapshot import Snapshot, build, cache_settings
@@ -59,6 +61,7 @@ class Gateway:
         self.shadow = ShadowSampler(
             self.metrics, self.quality, self.config.limits.shadow_concurrency
         )
+        self.falsehits = FalseHitMonitor(self.metrics, clock, self.config.limits)
         self._session: aiohttp.ClientSession | None = None
         self.waker = Waker(self.metrics, lambda: self.session, clock)
         self._stores: dict[tuple[str, ...], Store] = {}
@@ -93,6 +96,7 @@ class Gateway:
             self._watcher.cancel()
             await asyncio.gather(self._watcher, return_exceptions=True)
         await self.shadow.drain()
+        await self.falsehits.drain()
         await self.waker.close()
         for client in self._redis.values():
             await client.aclose()
@@ -108,6 +112,7 @@ class Gateway:
         self.config = config
         self.quality.window = config.limits.quality_window
         self.shadow.concurrency = config.limits.shadow_concurrency
+        self.falsehits.limits = config.limits
         for route in snapshot.routes.values():
             if route.shadow_tier and route.shadow_rate > 0:
                 self.quality.reference(route.policy, route.namespace, route.shadow_tier)
@@ -184,7 +189,11 @@ class Gateway:
         if isinstance(store, MemoryStore | RedisStore):
             store.max_entries = max_entries
         embedder = self._embedder(policy) if spec.semantic.enabled else None
-        return ResponseCache(settings, store, embedder, self.metrics)
+        budget = None
+        if spec.semantic.enabled:
+            ref = spec.target_ref
+            budget = self.falsehits.budget(namespace, ref.kind, ref.name)
+        return ResponseCache(settings, store, embedder, self.metrics, budget)
 
     def _classifier(self) -> Embedder:
         """The embedding classifier's embedder: the builtin default."""

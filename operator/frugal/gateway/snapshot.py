@@ -129,6 +129,7 @@ def cache_settings(policy: CachePolicy, namespace: str) -> CacheSettings:
     return CacheSettings(
         name=policy.metadata.name,
         namespace=namespace,
+        target=spec.target_ref.name,
         exact=spec.exact.enabled,
         exact_ttl=parse_duration(spec.exact.ttl).total_seconds(),
         semantic=spec.semantic.enabled,
@@ -142,6 +143,7 @@ def cache_settings(policy: CachePolicy, namespace: str) -> CacheSettings:
         ),
         affinity=spec.prefix.affinity,
         min_prefix_tokens=spec.prefix.min_prefix_tokens,
+        max_false_hit_rate=spec.semantic.max_false_hit_rate,
     )
 
 
