@@ -20,7 +20,7 @@ from frugal import kube
 from frugal.controller import nodepools
 from frugal.controller.metrics import WRITES
 from frugal.controller.nodepools import SYNCS
-from frugal.controller.operator import build_registry, operator_settings
+from frugal.controller.operator import build_registry
 from frugal.render.nodepools import (
     DO_NOT_DISRUPT,
     LOADING_ANNOTATION,
@@ -28,6 +28,7 @@ from frugal.render.nodepools import (
     NodePoolSettings,
 )
 from frugal.settings import Settings
+from support.operator import running_operator
 from support.wait import wait_for
 from testbed import ControlPlane, bin_dir, karpenter
 from testbed.client import Cluster
@@ -76,24 +77,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def operator(cluster: Cluster) -> Iterator[KopfRunner]:
     registry = build_registry(SETTINGS)
     nodepools.register(registry, SETTINGS, POOLS)  # a no-op once operator.py registers it
-    old = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
-    try:
-        with KopfRunner(
-            ["run", "--standalone", "--namespace", "nodepools-e2e"],
-            registry=registry,
-            settings=operator_settings(peering=False),
-            timeout=60,
-        ) as runner:
-            yield runner
-    finally:
-        if old is None:
-            os.environ.pop("KUBECONFIG", None)
-        else:
-            os.environ["KUBECONFIG"] = old
-    if runner.exception is not None:
-        raise runner.exception
-    assert runner.exit_code == 0, runner.output
+    with running_operator(str(cluster.kubeconfig), ["nodepools-e2e"], SETTINGS, registry) as r:
+        yield r
 
 
 def endpoint(name: str, gpu: str, capacity: dict[str, Any]) -> dict[str, Any]:

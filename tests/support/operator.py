@@ -6,6 +6,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 
+import kopf
 from kopf.testing import KopfRunner
 
 from frugal.controller.operator import build_registry, operator_settings
@@ -14,9 +15,16 @@ from frugal.settings import Settings
 
 @contextlib.contextmanager
 def running_operator(
-    kubeconfig: str, namespaces: list[str], settings: Settings | None = None
+    kubeconfig: str,
+    namespaces: list[str],
+    settings: Settings | None = None,
+    registry: kopf.OperatorRegistry | None = None,
 ) -> Iterator[KopfRunner]:
-    """The operator with production wiring, watching ``namespaces``, stopped on exit."""
+    """The operator with production wiring, watching ``namespaces``, stopped on exit.
+
+    ``registry`` replaces the production registry built from ``settings`` (for a test that
+    registers extra handlers or overrides).
+    """
     settings = settings or Settings(reconcile_interval_seconds=2)
     args = ["run", "--standalone"]
     for ns in namespaces:
@@ -26,7 +34,7 @@ def running_operator(
     try:
         with KopfRunner(
             args,
-            registry=build_registry(settings),
+            registry=registry or build_registry(settings),
             settings=operator_settings(peering=False),
             timeout=60,
         ) as runner:
