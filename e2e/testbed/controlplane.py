@@ -62,6 +62,8 @@ class State:
     kubeconfig: str
     server: str
     pids: dict[str, int] = field(default_factory=dict)
+    args: dict[str, list[str]] = field(default_factory=dict)
+    """Each component's command line, so that a fault test can restart it as it was."""
 
     @classmethod
     def load(cls, path: Path) -> State | None:
@@ -95,10 +97,12 @@ class ControlPlane:
         server = f"https://127.0.0.1:{api_port}"
         state = State(str(self.workdir), str(self.kubeconfig), server)
         try:
-            state.pids["etcd"] = self._spawn("etcd", self._etcd_args(etcd_port, peer_port))
+            state.args["etcd"] = self._etcd_args(etcd_port, peer_port)
+            state.pids["etcd"] = self._spawn("etcd", state.args["etcd"])
             state.save(self.state_file)
+            state.args["kube-apiserver"] = self._apiserver_args(pki, etcd_port, api_port)
             state.pids["kube-apiserver"] = self._spawn(
-                "kube-apiserver", self._apiserver_args(pki, etcd_port, api_port)
+                "kube-apiserver", state.args["kube-apiserver"]
             )
             state.save(self.state_file)
             self._write_kubeconfig(pki, server)
@@ -127,6 +131,23 @@ class ControlPlane:
             if pid:
                 stop_process(pid)
         self.state_file.unlink(missing_ok=True)
+
+    def restart(self, *components: str, down_for: float = 0.0) -> None:
+        """Stop ``components`` (e.g. kube-apiserver, etcd) and start them again as they were.
+
+        For fault tests: clients see the API server go away and come back on the same address.
+        """
+        state = State.load(self.state_file)
+        if state is None:
+            raise TestbedError("the control plane is not running")
+        for name in components:
+            stop_process(state.pids[name])
+        time.sleep(down_for)
+        for name in reversed(components):
+            state.pids[name] = self._spawn(name, state.args[name])
+            state.save(self.state_file)
+        pki = Pki(self.workdir / "pki")
+        self._wait_ready(pki, state.server, 120)
 
     # --- helpers -------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from frugal.settings import Settings
 
 PLURAL = "inferenceendpoints"
 MANAGED_LABELS = {"app.kubernetes.io/managed-by": "frugal"}
+RETRY_BACKOFF_SECONDS = 5.0
 log = logging.getLogger("frugal.endpoints")
 
 
@@ -321,15 +322,18 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         deployments_index
     )
     kopf.index("", "v1", "pods", labels=MANAGED_LABELS, registry=registry)(pods_index)
-    kopf.on.resume(*res, registry=registry, id="reconcile")(reconcile_endpoint)
-    kopf.on.create(*res, registry=registry, id="reconcile")(reconcile_endpoint)
-    kopf.on.update(*res, field="spec", registry=registry, id="reconcile")(reconcile_endpoint)
+    # A failed reconcile (the API server away, a conflict) is retried soon, not after kopf's
+    # default minute: the next attempt recomputes everything anyway.
+    retry = {"registry": registry, "backoff": RETRY_BACKOFF_SECONDS}
+    kopf.on.resume(*res, id="reconcile", **retry)(reconcile_endpoint)
+    kopf.on.create(*res, id="reconcile", **retry)(reconcile_endpoint)
+    kopf.on.update(*res, field="spec", id="reconcile", **retry)(reconcile_endpoint)
     kopf.timer(
         *res,
         interval=settings.reconcile_interval_seconds,
         initial_delay=settings.reconcile_interval_seconds,
-        registry=registry,
         id="recheck",
+        **retry,
     )(reconcile_endpoint)
     kopf.on.event("apps", "v1", "deployments", labels=MANAGED_LABELS, registry=registry)(
         on_deployment_event

@@ -545,9 +545,10 @@ def register(registry: kopf.OperatorRegistry, settings: Any) -> None:
     loops = settings.loops
     ie = (GROUP, VERSION, "inferenceendpoints")
     rp = (GROUP, VERSION, "routingpolicies")
-    kopf.timer(*ie, interval=loops.scale_interval_seconds, registry=registry, id="scale")(
-        scale_endpoint
-    )
+    backoff = endpoints.RETRY_BACKOFF_SECONDS
+    kopf.timer(
+        *ie, interval=loops.scale_interval_seconds, registry=registry, id="scale", backoff=backoff
+    )(scale_endpoint)
     kopf.on.field(
         *ie, field=("metadata", "annotations", WAKE_ANNOTATION), registry=registry, id="wake"
     )(scale_endpoint)
