@@ -60,8 +60,10 @@ def demo_manifests() -> list[dict[str, Any]]:
                 # the spot reclamation has something to take.
                 spec["scaling"]["minReplicas"] = 2
         elif doc["kind"] == "RoutingPolicy":
-            spec["autoReroute"].update(interval="3s", cooldown="6s", hysteresis=0.01)
-            spec["shadow"] = {"sampleRate": 0.25, "referenceTier": "large"}
+            # Steps spaced wider than the quality measurement's lag, so weight does not
+            # overshoot while the gauges catch up with a dip or a recovery.
+            spec["autoReroute"].update(interval="3s", cooldown="15s", hysteresis=0.01)
+            spec["shadow"] = {"sampleRate": 0.5, "referenceTier": "large"}
         elif doc["kind"] == "CachePolicy":
             spec["backend"] = {"type": "memory"}
         out.append(doc)
@@ -74,7 +76,7 @@ def operator_settings(prometheus: str) -> dict[str, Any]:
         "reconcileIntervalSeconds": 5,
         "reservations": [{"name": RESERVATION, "gpuType": "l4", "gpus": 2}],
         "engine": {"cpuPerGpu": "4", "memoryPerGpu": "16Gi"},
-        "prometheus": {"url": prometheus, "qualityWindow": "15s"},
+        "prometheus": {"url": prometheus, "qualityWindow": "10s"},
         "loops": {
             "scaleIntervalSeconds": 2,
             "rerouteTickSeconds": 2,
@@ -95,7 +97,7 @@ class Demo:
         self.cost_usd = 0.0
         self.hour = 0.0
         self.streams = [
-            Stream("support-assistant", peak_rps=6.0, api_key=SUPPORT_KEY),
+            Stream("support-assistant", peak_rps=12.0, api_key=SUPPORT_KEY),
             Stream(
                 "dev-assistant",
                 peak_rps=0.6,
@@ -153,7 +155,7 @@ class Demo:
             # A short quality memory, so that a dip and a recovery show within a compressed day.
             # No false-hit sampling: the engine simulator answers every wording differently by
             # design, so each verified semantic hit would count as false.
-            "limits": {"qualityWindow": 20, "falseHitSampleRate": 0},
+            "limits": {"qualityWindow": 10, "falseHitSampleRate": 0},
             "tenants": [
                 {
                     "name": "support-team",
