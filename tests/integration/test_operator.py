@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from frugal import kube
-from frugal.controller.metrics import RECONCILES
+from frugal.controller.metrics import RECONCILES, WRITES
 from frugal.settings import ReservationPool, Settings
 from support.operator import running_operator
 from support.wait import wait_for
@@ -166,7 +166,13 @@ def test_a_converged_fleet_is_not_written_again(cluster, namespace) -> None:
     docs = endpoints_in(namespace)[:3]
 
     def versions() -> dict[str, str]:
-        out = {k: c["metadata"]["resourceVersion"] for k, c in children(cluster, namespace).items()}
+        # Children: their generation (the controller-manager updates their status on its own
+        # schedule, which moves resourceVersion but is not a write of ours). Endpoints: every
+        # write, since only the operator writes them once applied.
+        out = {
+            k: c["metadata"].get("generation", c["metadata"]["resourceVersion"])
+            for k, c in children(cluster, namespace).items()
+        }
         for d in docs:
             out[d["metadata"]["name"]] = ie(cluster, namespace, d["metadata"]["name"])["metadata"][
                 "resourceVersion"
@@ -187,6 +193,7 @@ def test_a_converged_fleet_is_not_written_again(cluster, namespace) -> None:
             )
         )
         before = versions()
+        writes_before = _writes()
         done = RECONCILES.labels("InferenceEndpoint", "ok")._value.get()
         # Every endpoint's timer reconciles it again several times.
         wait_for(
@@ -196,6 +203,17 @@ def test_a_converged_fleet_is_not_written_again(cluster, namespace) -> None:
             what="more reconciles",
         )
         assert versions() == before, "a reconcile that changed nothing wrote to the API server"
+        assert _writes() == writes_before, "the operator counted writes while nothing changed"
+
+
+def _writes() -> float:
+    """Every write the operator has counted (frugal_api_writes_total), all labels."""
+    return sum(
+        sample.value
+        for metric in WRITES.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )
 
 
 def test_unsatisfiable_endpoints_get_a_condition_and_an_event(cluster, namespace) -> None:
