@@ -79,29 +79,28 @@ def current_weights(
     return spec_weights(spec)
 
 
-def fleet_quality(weights: Mapping[str, int], signals: Mapping[str, TierSignals]) -> float | None:
-    """Traffic-weighted quality; absent if any tier carrying traffic has no quality signal."""
+def _traffic_weighted(
+    weights: Mapping[str, int], signals: Mapping[str, TierSignals], figure: str
+) -> float | None:
+    """A tier figure averaged by traffic; absent if any tier carrying traffic lacks it."""
     total = 0.0
     for name, weight in weights.items():
         if weight == 0:
             continue
-        q = signals.get(name, TierSignals()).quality
-        if q is None:
+        value = getattr(signals.get(name, TierSignals()), figure)
+        if value is None:
             return None
-        total += weight * q
+        total += weight * value
     return total / 100
+
+
+def fleet_quality(weights: Mapping[str, int], signals: Mapping[str, TierSignals]) -> float | None:
+    """Traffic-weighted quality; absent if any tier carrying traffic has no quality signal."""
+    return _traffic_weighted(weights, signals, "quality")
 
 
 def _fleet_cost(weights: Mapping[str, int], signals: Mapping[str, TierSignals]) -> float | None:
-    total = 0.0
-    for name, weight in weights.items():
-        if weight == 0:
-            continue
-        c = signals.get(name, TierSignals()).cost_per_1k
-        if c is None:
-            return None
-        total += weight * c
-    return total / 100
+    return _traffic_weighted(weights, signals, "cost_per_1k")
 
 
 def _move(
