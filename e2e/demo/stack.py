@@ -74,8 +74,8 @@ def demo_pools() -> list:
         instance_types={"l4": "g6.2xlarge", "l40s": "g6e.2xlarge"},
         reserved_pool=RESERVATION,
     )
-    # Big enough for the 70B tier (four L4s on one node), and T4s for the small dev model.
-    pools.append(karpenter_pool("on-demand", "on-demand", "g6.12xlarge", 2))
+    # Multi-GPU L40S nodes for the 70B tier, and T4s for the small dev model.
+    pools.append(karpenter_pool("on-demand", "on-demand", "g6e.12xlarge", 2))
     pools.append(karpenter_pool("on-demand", "on-demand", "g4dn.xlarge", 2))
     pools.append(karpenter_pool("spot", "spot", "g4dn.xlarge", 2))
     return pools
