@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import re
@@ -11,13 +13,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from frugal.gateway.testing import free_port, routing_policy
+from support.badupstream import BadUpstream
 
 
 def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -145,3 +150,83 @@ def test_cli_refuses_a_broken_config(tmp_path: Path) -> None:
     )
     assert out.returncode == 2
     assert "exactly one of url or urls" in out.stderr
+
+
+def test_a_client_that_hangs_up_frees_its_upstream_call(tmp_path: Path) -> None:
+    """In the served process (not only under aiohttp's test server, which always cancels): a
+    client that disconnects while its upstream hangs cancels the request at once — the gateway
+    drops the upstream call and its in-flight slot instead of waiting out the read timeout."""
+
+    async def test() -> None:
+        bad = await BadUpstream().start()
+        config = {
+            "auth": {"required": False},
+            "upstreams": {"bad": {"url": bad.url("hang"), "servedName": "bad"}},
+            "policies": [
+                routing_policy(
+                    "chat", "chat", [{"name": "a", "endpointRef": {"name": "bad"}, "weight": 100}]
+                )
+            ],
+            "limits": {"readTimeoutSeconds": 300},
+        }
+        path = tmp_path / "gateway.yaml"
+        path.write_text(yaml.safe_dump(config))
+        port = free_port()
+        proc = start(
+            ["frugal.gateway.cli", "serve", "--config", str(path), "--host", "127.0.0.1",
+             "--port", str(port)],
+            tmp_path / "gateway.log",
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with aiohttp.ClientSession() as session:
+
+                async def metric(name: str, **labels: str) -> float:
+                    async with session.get(f"{base}/metrics") as resp:
+                        text = await resp.text()
+                    want = set(labels.items())
+                    return sum(
+                        s.value
+                        for family in text_string_to_metric_families(text)
+                        for s in family.samples
+                        if s.name == name and want <= set(s.labels.items())
+                    )
+
+                async def until(check: Callable[[], Awaitable[bool]]) -> None:
+                    deadline = time.monotonic() + 20
+                    while not await check():
+                        assert time.monotonic() < deadline, "timed out"
+                        await asyncio.sleep(0.05)
+
+                async def up() -> bool:
+                    assert proc.poll() is None, "the gateway exited"
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with session.get(f"{base}/healthz") as resp:
+                            return resp.status == 200
+                    return False
+
+                await until(up)
+                body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+                hung = [
+                    asyncio.create_task(session.post(f"{base}/v1/chat/completions", json=body))
+                    for _ in range(3)
+                ]
+
+                async def all_hung() -> bool:
+                    return bad.open == 3 and await metric("frugal_gateway_in_flight") == 3
+
+                await until(all_hung)
+                for task in hung:
+                    task.cancel()
+                await asyncio.gather(*hung, return_exceptions=True)
+
+                async def freed() -> bool:
+                    return bad.open == 0 and await metric("frugal_gateway_in_flight") == 0
+
+                await until(freed)
+                assert await metric("frugal_gateway_requests_total", code="499") == 3
+        finally:
+            stop(proc)
+            await bad.stop()
+
+    asyncio.run(asyncio.wait_for(test(), 60))

@@ -19,6 +19,7 @@ in front of an InferenceEndpoint).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -48,6 +49,30 @@ class Labels:
 
     def all(self) -> dict[str, str]:
         return self.route() | self.cost()
+
+    def values(self) -> tuple[str, ...]:
+        """The label values in ROUTE + COST order (positional ``.labels()``)."""
+        return (
+            self.policy,
+            self.namespace,
+            self.tier,
+            self.endpoint,
+            self.tenant,
+            self.team,
+            self.project,
+            self.env,
+        )
+
+
+class _Series(NamedTuple):
+    """The labelled children one (labels, cache, code) combination meters into."""
+
+    requests: Any
+    tokens_in: Any
+    tokens_out: Any
+    cost: Any
+    latency: Any
+    ttft: Any
 
 
 class Metrics:
@@ -195,6 +220,34 @@ class Metrics:
             "How many configurations have been loaded (starts at 1).",
             registry=r,
         )
+        self._series: dict[tuple[Labels, str, int], _Series] = {}
+        self._in_flight: dict[tuple[str, str], Any] = {}
+
+    def _bound(self, labels: Labels, cache: str, code: int) -> _Series:
+        """The children of one label set, bound once: ``.labels()`` builds and checks dicts on
+        every call (about 5 µs each), a dict lookup here costs well under one. The set of
+        combinations is as bounded as the metrics themselves (config × tenants × codes)."""
+        key = (labels, cache, code)
+        series = self._series.get(key)
+        if series is None:
+            v = labels.values()
+            series = self._series[key] = _Series(
+                self.requests.labels(*v, cache, str(code)),
+                self.tokens.labels(*v, "in"),
+                self.tokens.labels(*v, "out"),
+                self.cost.labels(*v),
+                self.latency.labels(*v, cache),
+                self.ttft.labels(*v, cache),
+            )
+        return series
+
+    def set_in_flight(self, endpoint: str, namespace: str, value: int) -> None:
+        gauge = self._in_flight.get((endpoint, namespace))
+        if gauge is None:
+            gauge = self._in_flight[endpoint, namespace] = self.in_flight.labels(
+                endpoint, namespace
+            )
+        gauge.set(value)
 
     def request(
         self,
@@ -209,13 +262,14 @@ class Metrics:
         ttft: float | None = None,
     ) -> None:
         """Meter one answered request."""
-        self.requests.labels(**labels.all(), cache=cache, code=str(code)).inc()
+        series = self._bound(labels, cache, code)
+        series.requests.inc()
         if tokens_in or tokens_out:
-            self.tokens.labels(**labels.all(), direction="in").inc(tokens_in)
-            self.tokens.labels(**labels.all(), direction="out").inc(tokens_out)
+            series.tokens_in.inc(tokens_in)
+            series.tokens_out.inc(tokens_out)
         if cost_usd:
-            self.cost.labels(**labels.all()).inc(cost_usd)
+            series.cost.inc(cost_usd)
         if duration is not None:
-            self.latency.labels(**labels.all(), cache=cache).observe(duration)
+            series.latency.observe(duration)
         if ttft is not None:
-            self.ttft.labels(**labels.all(), cache=cache).observe(ttft)
+            series.ttft.observe(ttft)

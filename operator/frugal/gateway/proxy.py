@@ -29,7 +29,7 @@ from frugal.gateway.metering import Labels
 from frugal.gateway.service import Gateway
 from frugal.gateway.snapshot import Route, Snapshot, TierRoute
 from frugal.gateway.tenancy import TenantInfo, authenticate, bearer
-from frugal.gateway.upstream import SseParser, StreamAccumulator, UpstreamError, event_data
+from frugal.gateway.upstream import SseParser, StreamAccumulator, UpstreamError
 from frugal.gateway.wake import UpstreamState
 
 log = logging.getLogger("frugal.gateway")
@@ -84,8 +84,14 @@ def error_response(err: GatewayError, tier: str = "none") -> web.Response:
 async def read_body(request: web.Request, limit: int) -> bytes:
     """The body, refusing with 413 as soon as it is known to exceed ``limit`` bytes."""
     too_large = GatewayError(413, f"request body exceeds {limit} bytes", code="request_too_large")
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
+    length = request.content_length
+    if length is not None:
+        if length > limit:
+            raise too_large
+        try:
+            return await request.content.readexactly(length) if length else b""
+        except asyncio.IncompleteReadError as err:
+            raise GatewayError(400, "request body shorter than its Content-Length") from err
     chunks, size = [], 0
     async for chunk in request.content.iter_chunked(64 * 1024):
         size += len(chunk)
@@ -163,7 +169,9 @@ class Pipeline:
             body = parse_json(raw)
             route = snap.resolve(body.get("model"))
             call.route = route
-            call.labels = replace(call.labels, policy=route.policy, namespace=route.namespace)
+            call.labels = Labels(
+                route.policy, route.namespace, "", "", t.name, t.team, t.project, t.env
+            )
             validate(body, kind)
             call.body = body
             call.stream = kind != "embedding" and body.get("stream") is True
@@ -217,15 +225,12 @@ class Pipeline:
                 call.probe = probe
                 if probe.hit is not None:
                     return await self._serve_hit(request, call)
-            found = None
-            if route.examples is not None:
-                question = cachekeys.semantic_query(call.kind, body)
-                found = await route.examples.nearest(question[0] if question else call.prompt)
-            call.cls = classify.classify(
-                route.classifier, classify.features(body, call.kind), lambda _: found
-            )
-            indices = classify.allowed([t.match for t in route.tiers], call.cls)
-            candidates = [route.tiers[i].name for i in indices]
+            if any(t.match for t in route.tiers):
+                call.cls = await self._classify(route, body, call)
+                indices = classify.allowed([t.match for t in route.tiers], call.cls)
+                candidates = [route.tiers[i].name for i in indices]
+            else:  # no tier is reserved for a class: the class cannot change the pick
+                candidates = route.names
         else:
             candidates = route.names
         first = routing.pick(candidates, route.weights, self.gw.rng)
@@ -235,9 +240,19 @@ class Pipeline:
             affinity = routing.prefix_key(call.prompt, route.cache.settings.min_prefix_tokens)
 
         previous: tuple[str, str] | None = None
+        base = call.labels
         for i, name in enumerate(order):
             tier = route.tier(name)
-            call.labels = replace(call.labels, tier=name, endpoint=tier.upstream.endpoint)
+            call.labels = Labels(
+                base.policy,
+                base.namespace,
+                name,
+                tier.upstream.endpoint,
+                base.tenant,
+                base.team,
+                base.project,
+                base.env,
+            )
             if previous is not None:
                 self.gw.metrics.fallbacks.labels(
                     route.policy, route.namespace, previous[0], name, previous[1]
@@ -254,6 +269,16 @@ class Pipeline:
                     continue
                 raise failure.error from failure
         raise AssertionError("unreachable: the attempt order is never empty")
+
+    async def _classify(self, route: Route, body: dict[str, Any], call: Call) -> str:
+        """The request's class (rules, heuristics, nearest labelled example)."""
+        found = None
+        if route.examples is not None:
+            question = cachekeys.semantic_query(call.kind, body)
+            found = await route.examples.nearest(question[0] if question else call.prompt)
+        return classify.classify(
+            route.classifier, classify.features(body, call.kind), lambda _: found
+        )
 
     async def _open(
         self,
@@ -304,7 +329,7 @@ class Pipeline:
                 )
             url = routing.choose_replica(up.urls, affinity, gw.rng) + PATHS[call.kind]
             state.in_flight += 1
-            gw.metrics.in_flight.labels(up.endpoint, up.namespace).set(state.in_flight)
+            gw.metrics.set_in_flight(up.endpoint, up.namespace, state.in_flight)
             try:
                 resp = await upstream.post(
                     gw.session,
@@ -330,7 +355,7 @@ class Pipeline:
         """Free the in-flight slot taken for one upstream request."""
         state.in_flight -= 1
         up = tier.upstream
-        self.gw.metrics.in_flight.labels(up.endpoint, up.namespace).set(state.in_flight)
+        self.gw.metrics.set_in_flight(up.endpoint, up.namespace, state.in_flight)
 
     # --- answers ---------------------------------------------------------------------------------
 
@@ -416,42 +441,112 @@ class Pipeline:
         except ConnectionResetError as err:
             raise _ClientGoneError from err
 
-    async def _pump(
-        self, response: web.StreamResponse, attempt: Attempt, acc: StreamAccumulator, call: Call
-    ) -> tuple[int, float | None, bytes | None]:
-        """Relay events as they arrive: (status code, first-byte time, held-back [DONE])."""
-        parser = SseParser()
-        first: float | None = None
+    def _select(
+        self, events: list[bytes], acc: StreamAccumulator, call: Call, *, full: bool = False
+    ) -> tuple[list[bytes], bytes | None]:
+        """The events to pass on, and a ``[DONE]`` to hold back (sent after the cache write);
+        a usage-only chunk the client did not ask for is dropped."""
+        out: list[bytes] = []
         done: bytes | None = None
+        for event in events:
+            usage_only = acc.observe_event(event, full=full)
+            if acc.broken:
+                break
+            if usage_only and not call.include_usage:
+                continue
+            if acc.done:
+                done = event
+                continue
+            out.append(event)
+        return out, done
+
+    async def _first_events(
+        self, attempt: Attempt, parser: SseParser, acc: StreamAccumulator, call: Call
+    ) -> tuple[list[bytes], bytes | None]:
+        """The stream's first whole events, decoded in full before anything is sent: until
+        then a silent, broken or garbled upstream is an UpstreamError the caller may still
+        answer with a proper status or hand to a fallback tier."""
+        name = attempt.tier.name
+        resp = attempt.resp
+        if resp.content_type != "text/event-stream":
+            raise UpstreamError(
+                "error",
+                GatewayError(502, f"tier {name} answered a stream with {resp.content_type}"),
+            )
         try:
-            async for chunk in attempt.resp.content.iter_any():
-                for event in parser.feed(chunk):
-                    usage_only = acc.observe(event_data(event))
-                    if usage_only and not call.include_usage:
-                        continue
-                    if acc.done:
-                        done = event
-                        continue
-                    await self._write(response, event)
+            while True:
+                chunk = await resp.content.readany()
+                if not chunk:
+                    rest = parser.rest()
+                    events = [rest + b"\n\n"] if rest.strip() else []
+                    break
+                if events := parser.feed(chunk):
+                    break
+        except TimeoutError as err:
+            raise UpstreamError("error", GatewayError(504, f"tier {name} timed out")) from err
+        except aiohttp.ClientError as err:
+            raise UpstreamError("error", GatewayError(502, f"tier {name} broke off")) from err
+        selected = self._select(events, acc, call, full=True)
+        if acc.broken or (not chunk and not acc.done):
+            raise UpstreamError("error", GatewayError(502, f"tier {name} sent a broken stream"))
+        return selected
+
+    async def _pump(
+        self,
+        response: web.StreamResponse,
+        attempt: Attempt,
+        parser: SseParser,
+        acc: StreamAccumulator,
+        call: Call,
+        *,
+        pending: tuple[list[bytes], bytes | None],
+    ) -> tuple[int, float | None, bytes | None]:
+        """Relay events as they arrive, those of one upstream chunk in one write: (status
+        code, first-byte time, held-back [DONE])."""
+        first: float | None = None
+        out, done = pending
+        problem, eof = "", False
+        try:
+            while True:
+                if out:
+                    await self._write(response, out[0] if len(out) == 1 else b"".join(out))
                     first = first if first is not None else self.gw.clock()
-            rest = parser.rest()
-            if rest.strip():
-                await self._write(response, rest)
+                if acc.broken:
+                    problem = "sent a malformed event"
+                    break
+                if acc.done:
+                    break
+                if eof:
+                    problem = "ended the stream without [DONE]"
+                    break
+                chunk = await attempt.resp.content.readany()
+                if chunk:
+                    out, done = self._select(parser.feed(chunk), acc, call)
+                else:
+                    eof, rest = True, parser.rest()
+                    out, done = self._select([rest + b"\n\n"] if rest.strip() else [], acc, call)
         except _ClientGoneError:
             return 499, first, None  # the client left; nothing more to send
-        except (aiohttp.ClientError, TimeoutError):
-            err = GatewayError(502, f"tier {attempt.tier.name} broke off the stream")
-            try:
-                await self._write(response, f"data: {json.dumps(err.body())}\n\n".encode())
-            except _ClientGoneError:
-                return 499, first, None
-            return 502, first, None
-        return 200, first, done
+        except TimeoutError:
+            problem = "timed out mid-stream"
+        except aiohttp.ClientError:
+            problem = "broke off the stream"
+        if not problem:
+            return 200, first, done
+        err = GatewayError(502, f"tier {attempt.tier.name} {problem}", code="upstream_stream")
+        try:
+            await self._write(response, f"data: {json.dumps(err.body())}\n\n".encode())
+        except _ClientGoneError:
+            return 499, first, None
+        return 502, first, None
 
     async def _relay_stream(
         self, request: web.Request, attempt: Attempt, call: Call
     ) -> web.StreamResponse:
-        """Events go to the client as they arrive; only ``[DONE]`` waits for the cache write."""
+        """Events go to the client as they arrive; only ``[DONE]`` waits for the cache write.
+
+        The response starts with the upstream's first event, so a tier that fails before that
+        still gets a proper error status or a fallback."""
         gw, tier, route = self.gw, attempt.tier, call.route
         assert route is not None
         headers = {
@@ -460,15 +555,24 @@ class Pipeline:
             "X-Accel-Buffering": "no",
             **self._headers("miss", tier.name, call),
         }
-        response = web.StreamResponse(status=200, headers=headers)
         limits = call.snap.limits if call.snap else gw.config.limits
-        acc = StreamAccumulator(chat=call.kind == "chat", cap=limits.max_cached_answer_chars)
+        shadowed = route.shadow_rate > 0 and route.shadow_tier not in (None, tier.name)
+        acc = StreamAccumulator(
+            chat=call.kind == "chat",
+            cap=limits.max_cached_answer_chars,
+            collect=call.probe is not None or shadowed,
+        )
+        parser = SseParser()
         try:
+            pending = await self._first_events(attempt, parser, acc, call)
+            response = web.StreamResponse(status=200, headers=headers)
             await response.prepare(request)
-            code, first, done = await self._pump(response, attempt, acc, call)
+            code, first, done = await self._pump(
+                response, attempt, parser, acc, call, pending=pending
+            )
         except asyncio.CancelledError:
             # aiohttp cancels the handler when the client disconnects: meter what was served.
-            tin, tout = _tokens(acc.usage, call.prompt, acc.total_chars)
+            tin, tout = _tokens(acc.usage, call.prompt, acc.out_chars)
             call.metered = True
             gw.metrics.request(
                 call.labels,
@@ -483,9 +587,9 @@ class Pipeline:
         finally:
             attempt.resp.release()
             self._release(tier, attempt.state)
-        tin, tout = _tokens(acc.usage, call.prompt, acc.total_chars)
+        tin, tout = _tokens(acc.usage, call.prompt, acc.out_chars)
         cost = self._cost(tier, tin, tout)
-        answer = acc.answer
+        answer = acc.answer if acc.collect else None
         if code == 200 and answer is not None and acc.done:
             usage = {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}
             data = cachemod.entry_body(call.kind, acc.model or "", answer, acc.finish_reason, usage)

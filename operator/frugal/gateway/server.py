@@ -136,7 +136,9 @@ async def run(
 ) -> None:
     """Serve until cancelled; SIGHUP reloads the configuration at once."""
     app = make_app(config_source, wake=wake)
-    runner = web.AppRunner(app, access_log=None)
+    # handler_cancellation: a client that hangs up cancels its request (and frees the upstream
+    # call and in-flight slot) instead of leaving it to run to the end unseen.
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
     await runner.setup()
     loop = asyncio.get_running_loop()
     gateway = app[GATEWAY]

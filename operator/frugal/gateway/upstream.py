@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,12 +98,13 @@ class SseParser:
         self._buffer = b""
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        self._buffer += chunk.replace(b"\r\n", b"\n")
-        events = []
-        while (end := self._buffer.find(b"\n\n")) >= 0:
-            events.append(self._buffer[: end + 2])
-            self._buffer = self._buffer[end + 2 :]
-        return events
+        data = self._buffer + chunk if self._buffer else chunk
+        carry = b""
+        if data.endswith(b"\r"):  # maybe half of a CRLF: decide when the next chunk comes
+            data, carry = data[:-1], b"\r"
+        parts = data.replace(b"\r\n", b"\n").split(b"\n\n")
+        self._buffer = parts.pop() + carry
+        return [part + b"\n\n" for part in parts]
 
     def rest(self) -> bytes:
         """Whatever followed the last blank line (a stream cut short)."""
@@ -120,13 +122,23 @@ def event_data(event: bytes) -> str | None:
     return "\n".join(lines) if lines else None
 
 
+_USAGE = re.compile(rb'"usage"\s*:\s*\{')
+"""An event carrying a usage object (not ``"usage": null``)."""
+
+
 @dataclass
 class StreamAccumulator:
     """What a stream said, collected as it passes: the answer text (up to ``cap`` characters),
-    the finish reason and the usage, for metering, caching and shadow comparison."""
+    the finish reason and the usage, for metering, caching and shadow comparison.
+
+    With ``collect`` off (nothing will cache or compare the text) only the events that matter
+    for metering are decoded — ``[DONE]`` and the one carrying ``usage`` — and the others are
+    counted: decoding every event cost about 8 µs each, most of a stream's relay.
+    """
 
     chat: bool
     cap: int
+    collect: bool = True
     text: list[str] = field(default_factory=list)
     chars: int = 0
     total_chars: int = 0
@@ -135,6 +147,37 @@ class StreamAccumulator:
     model: str | None = None
     truncated: bool = False
     done: bool = False
+    events: int = 0
+    """Data events seen (about one token each: the estimate when usage is missing)."""
+    broken: bool = False
+    """An event whose data is neither JSON nor ``[DONE]``: the upstream speaks garbage."""
+
+    def observe_event(self, event: bytes, *, full: bool = False) -> bool:
+        """Record one raw event (decoded in ``full`` when asked); True when it is the
+        usage-only chunk (no choices)."""
+        if full or self.collect or _USAGE.search(event) is not None:
+            data = event_data(event)
+            if data is not None and data.strip() not in ("[DONE]", ""):
+                self.events += 1
+                if data.lstrip()[:1] not in ("{", "["):
+                    self.broken = True
+            return self.observe(data)
+        start = event.find(b"data:")
+        if start < 0:
+            return False  # a comment or another field
+        head = event[start + 5 : start + 16].lstrip()
+        if head.startswith(b"[DONE]"):
+            self.done = True
+        elif head.startswith(b"{"):
+            self.events += 1
+        else:
+            self.broken = True
+        return False
+
+    @property
+    def out_chars(self) -> int:
+        """Answer characters for a token estimate: counted, or ~4 per event when not collected."""
+        return self.total_chars if self.collect else 4 * self.events
 
     def observe(self, data: str | None) -> bool:
         """Record one event's data; True when it is the usage-only chunk (no choices)."""
@@ -146,8 +189,10 @@ class StreamAccumulator:
         try:
             chunk = json.loads(data)
         except ValueError:
+            self.broken = True
             return False
         if not isinstance(chunk, dict):
+            self.broken = True
             return False
         self.model = self.model or chunk.get("model")
         if isinstance(chunk.get("usage"), dict):
