@@ -120,7 +120,9 @@ def karpenter_pool(
         "karpenter.k8s.aws/instance-gpu-manufacturer": "nvidia",
         "karpenter.k8s.aws/instance-gpu-name": shape.gpu_name,
         "karpenter.k8s.aws/instance-gpu-count": str(shape.gpus),
+        # GPU feature discovery's labels (the NVIDIA GPU operator runs it on every GPU node).
         "nvidia.com/gpu.present": "true",
+        "nvidia.com/gpu.count": str(shape.gpus),
         GPU_TYPE_LABEL: shape.gpu_type,
     }
     return NodePool(
@@ -241,11 +243,17 @@ class Fleet:
     # --- lifecycle -----------------------------------------------------------------------
 
     def up(
-        self, pools: list[NodePool], crds: Path | None = REPO / "crds", timeout: float = 120.0
+        self,
+        pools: list[NodePool],
+        crds: Path | None = REPO / "crds",
+        timeout: float = 120.0,
+        scheduler_config: Mapping[str, Any] | None = None,
     ) -> None:
         """Create the cluster, register the pools' nodes and install the CRDs.
 
-        A fleet that is already running is left as it is.
+        ``scheduler_config`` is a ``KubeSchedulerConfiguration`` for kube-scheduler (its
+        profiles, e.g. frugal's GPU bin-packing one); without it the scheduler runs its
+        defaults. A fleet that is already running is left as it is.
         """
         existing = FleetState.load(self.state_file)
         if existing and existing.pids and all(_running(p) for p in existing.pids.values()):
@@ -263,7 +271,7 @@ class Fleet:
         # Saved before anything starts, so that down() can clean up a half-finished up().
         state.save(self.state_file)
         try:
-            self._write_config()
+            self._write_config(scheduler_config)
             self._kwokctl("create", "cluster", "--kubeconfig", "", timeout=timeout)
             state.pids = self._pid_files()
             state.save(self.state_file)
@@ -425,11 +433,13 @@ class Fleet:
             raise TestbedError(f"kwokctl {' '.join(args[:2])} failed; see {self.logs}/kwokctl.log")
         return out
 
-    def _write_config(self) -> None:
+    def _write_config(self, scheduler_config: Mapping[str, Any] | None = None) -> None:
         """A KwokctlConfiguration naming every binary and port, so kwokctl picks nothing itself.
 
         kwokctl would choose ports counting down from 32767 and only avoid those of clusters in
         the same KWOK_WORKDIR; ports the kernel hands out cannot collide with other fleets.
+        A scheduler configuration goes to its own file, which kwokctl copies into the cluster
+        (adding the kubeconfig) and passes to kube-scheduler as ``--config``.
         """
         kube, etcd, kwok = _bin_dir("kubernetes"), _bin_dir("etcd"), _bin_dir("kwok")
         options = {
@@ -453,6 +463,10 @@ class Fleet:
             "cacheDir": str(self.kwok_workdir / "cache"),
             "quietPull": True,
         }
+        if scheduler_config is not None:
+            path = self.workdir / "kube-scheduler.yaml"
+            path.write_text(yaml.safe_dump(dict(scheduler_config), sort_keys=False))
+            options["kubeSchedulerConfig"] = str(path)
         config = {
             "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
             "kind": "KwokctlConfiguration",
@@ -589,8 +603,14 @@ class ExternalFleet(Fleet):
         self._created: list[str] = []
 
     def up(
-        self, pools: list[NodePool], crds: Path | None = REPO / "crds", timeout: float = 120.0
+        self,
+        pools: list[NodePool],
+        crds: Path | None = REPO / "crds",
+        timeout: float = 120.0,
+        scheduler_config: Mapping[str, Any] | None = None,
     ) -> None:
+        if scheduler_config is not None:
+            raise TestbedError("an external cluster's kube-scheduler is configured by its owner")
         ensure_built("kubernetes")
         self.workdir.mkdir(parents=True, exist_ok=True)
         FleetState(

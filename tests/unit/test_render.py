@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -189,3 +190,113 @@ def test_hash_is_stable_and_tracks_content() -> None:
 def test_nothing_is_rendered_when_no_gpu_fits() -> None:
     s = spec(model={"uri": "hf://a/b", "servedName": "b", "parameters": 5e12})
     assert render(s) == {}
+
+
+# --- GPU-count-aware placement (render/affinity.py) -------------------------------------------
+
+GPU_COUNT_LABELS = {
+    ProfileName.KARPENTER: "karpenter.k8s.aws/instance-gpu-count",
+    ProfileName.EKS: "nvidia.com/gpu.count",
+    ProfileName.GKE: "cloud.google.com/gke-accelerator-count",
+    ProfileName.AKS: "nvidia.com/gpu.count",
+    ProfileName.PLAIN: "nvidia.com/gpu.count",
+}
+
+
+def matches(term: dict, labels: dict[str, str]) -> bool:
+    """A nodeSelectorTerm's matchExpressions (ANDed) against a node's labels."""
+    for e in term["matchExpressions"]:
+        value = labels.get(e["key"])
+        if e["operator"] == "DoesNotExist":
+            ok = value is None
+        elif e["operator"] in ("Gt", "Lt"):
+            bound = int(e["values"][0])
+            ok = value is not None and (
+                int(value) > bound if e["operator"] == "Gt" else int(value) < bound
+            )
+        else:
+            raise AssertionError(f"unexpected operator {e['operator']}")
+        if not ok:
+            return False
+    return True
+
+
+def node_affinity(profile: ProfileName, gpus: int) -> dict:
+    s = spec(resources={"gpu": {"type": "l4", "count": gpus}})
+    pod = render(s, Settings(profile=profile))["Deployment/chat-on-demand"]["spec"]["template"]
+    return pod["spec"]["affinity"]["nodeAffinity"]
+
+
+def preference(affinity: dict, label: str, count: int | None) -> int:
+    """What NodeAffinity adds up for a node: the weights of the preferred terms it matches."""
+    labels = {} if count is None else {label: str(count)}
+    return sum(
+        t["weight"]
+        for t in affinity["preferredDuringSchedulingIgnoredDuringExecution"]
+        if matches(t["preference"], labels)
+    )
+
+
+def allowed(affinity: dict, label: str, count: int | None) -> bool:
+    required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
+    labels = {} if count is None else {label: str(count)}
+    return required is None or any(matches(t, labels) for t in required["nodeSelectorTerms"])
+
+
+@pytest.mark.parametrize("profile", list(ProfileName))
+@pytest.mark.parametrize("gpus", [1, 2, 4, 8])
+def test_engine_pods_prefer_the_smallest_node_that_holds_the_replica(
+    profile: ProfileName, gpus: int
+) -> None:
+    label = GPU_COUNT_LABELS[profile]
+    assert PROFILES[profile].gpu_count_label == label
+    affinity = node_affinity(profile, gpus)
+    counts = {1, max(gpus - 1, 1), gpus, gpus + 1, *(gpus * k for k in (2, 3, 4, 6, 8, 16))}
+    score = {count: preference(affinity, label, count) for count in sorted(counts)}
+    # Size classes [n, 2n), [2n, 4n), [4n, 8n): each a quarter of the one below, none above.
+    assert score[gpus] == 100
+    assert score[2 * gpus] == 25
+    assert score[4 * gpus] == 6
+    assert score[8 * gpus] == 0
+    sufficient = sorted(c for c in score if c >= gpus)
+    assert all(score[a] >= score[b] for a, b in itertools.pairwise(sufficient))
+    assert all(score[c] == 0 for c in score if c < gpus), "too small: not preferred at all"
+    assert preference(affinity, label, None) == 0, "an unlabelled node is merely not preferred"
+    # Karpenter takes the heaviest preferred term as a requirement first: the smallest class.
+    terms = affinity["preferredDuringSchedulingIgnoredDuringExecution"]
+    heaviest = max(terms, key=lambda t: t["weight"])
+    assert [c for c in score if matches(heaviest["preference"], {label: str(c)})] == [
+        c for c in score if gpus <= c < 2 * gpus
+    ]
+
+
+@pytest.mark.parametrize("profile", list(ProfileName))
+@pytest.mark.parametrize("gpus", [1, 2, 4, 8])
+def test_multi_gpu_replicas_require_enough_gpus_where_nodes_say_how_many(
+    profile: ProfileName, gpus: int
+) -> None:
+    label = GPU_COUNT_LABELS[profile]
+    affinity = node_affinity(profile, gpus)
+    if gpus == 1:
+        assert "requiredDuringSchedulingIgnoredDuringExecution" not in affinity
+    for count in (1, 2, 4, 8, 16):
+        assert allowed(affinity, label, count) == (count >= gpus)
+    assert allowed(affinity, label, None), "clusters without the label still schedule"
+
+
+def test_the_best_open_size_class_outscores_least_allocated() -> None:
+    """NodeAffinity as the scheduler scores it: normalised to 0-100 over feasible nodes, x2.
+
+    Whichever classes still have room, the smallest beats every larger one by at least 150
+    points, more than the stock NodeResourcesFit (LeastAllocated, at most 100) can give back.
+    """
+    label = GPU_COUNT_LABELS[ProfileName.KARPENTER]
+    for gpus in (1, 2, 4):
+        affinity = node_affinity(ProfileName.KARPENTER, gpus)
+        counts = [gpus * 2**k for k in range(5)]  # one node per class, and one above them all
+        for smallest_open in range(3):
+            feasible = counts[smallest_open:]
+            raw = {c: preference(affinity, label, c) for c in feasible}
+            scored = {c: 2 * 100 * raw[c] // max(raw.values()) for c in feasible}
+            assert scored[feasible[0]] == 200
+            assert all(scored[feasible[0]] - scored[c] >= 150 for c in feasible[1:])

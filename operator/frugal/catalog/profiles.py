@@ -1,10 +1,13 @@
-"""Platform profiles: how each platform marks reserved, spot and on-demand nodes and GPU types.
+"""Platform profiles: how each platform marks capacity types, GPU types and GPUs per node.
 
 A profile turns "this replica goes on spot L4s" into node-selector labels and tolerations that
 the scheduler enforces. Sources: Karpenter's well-known labels (karpenter.sh/capacity-type,
-karpenter.k8s.aws/instance-gpu-name), EKS managed node groups
+karpenter.k8s.aws/instance-gpu-name, -gpu-count), EKS managed node groups
 (eks.amazonaws.com/capacityType), GKE (cloud.google.com/gke-spot, gke-accelerator,
-reservation-name) and AKS (kubernetes.azure.com/scalesetpriority and its spot taint).
+gke-accelerator-count, reservation-name) and AKS (kubernetes.azure.com/scalesetpriority and its
+spot taint). Where the platform itself does not label a node's GPU count (EKS managed node
+groups, AKS, plain clusters), NVIDIA GPU feature discovery does (nvidia.com/gpu.count; it ships
+with the NVIDIA GPU operator and the device plugin's Helm chart).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from enum import StrEnum
 from frugal.api.base import CapacityType
 
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+GFD_GPU_COUNT = "nvidia.com/gpu.count"
+"""GPU feature discovery's count of physical GPUs (not time-slicing replicas) on the node."""
 
 
 class ProfileName(StrEnum):
@@ -37,6 +42,8 @@ class Profile:
     capacity_tolerations: dict[CapacityType, list[dict[str, str]]] = field(default_factory=dict)
     reservation_label: str | None = None
     """Label whose value names the reservation (pool) a reserved node belongs to."""
+    gpu_count_label: str | None = None
+    """Label whose value is the number of physical GPUs on the node (see render/affinity.py)."""
 
     def node_selector(
         self, capacity: CapacityType, gpu_type: str, reservation: str | None = None
@@ -65,6 +72,7 @@ PROFILES: dict[ProfileName, Profile] = {
         gpu_label="karpenter.k8s.aws/instance-gpu-name",
         gpu_values={"a100-80gb": "a100", "h100": "h100"},
         reservation_label="karpenter.sh/nodepool",
+        gpu_count_label="karpenter.k8s.aws/instance-gpu-count",
     ),
     ProfileName.EKS: Profile(
         ProfileName.EKS,
@@ -75,6 +83,7 @@ PROFILES: dict[ProfileName, Profile] = {
         },
         gpu_label="frugal.dev/gpu-type",
         reservation_label="eks.amazonaws.com/nodegroup",
+        gpu_count_label=GFD_GPU_COUNT,
     ),
     ProfileName.GKE: Profile(
         ProfileName.GKE,
@@ -101,6 +110,7 @@ PROFILES: dict[ProfileName, Profile] = {
             ]
         },
         reservation_label="cloud.google.com/reservation-name",
+        gpu_count_label="cloud.google.com/gke-accelerator-count",
     ),
     ProfileName.AKS: Profile(
         ProfileName.AKS,
@@ -121,11 +131,13 @@ PROFILES: dict[ProfileName, Profile] = {
             ]
         },
         reservation_label="kubernetes.azure.com/agentpool",
+        gpu_count_label=GFD_GPU_COUNT,
     ),
     ProfileName.PLAIN: Profile(
         ProfileName.PLAIN,
         capacity_labels={ct: {"frugal.dev/capacity-type": ct.value} for ct in CapacityType},
         gpu_label="frugal.dev/gpu-type",
         reservation_label="frugal.dev/reservation",
+        gpu_count_label=GFD_GPU_COUNT,
     ),
 }

@@ -3,7 +3,8 @@
 One Deployment per capacity type in the endpoint's preference (replicas may be 0, so moving
 replicas between types is a replica change, not a create/delete), a Service over all of them,
 and a PodDisruptionBudget. Node selectors and tolerations come from the platform profile, so
-the scheduler — not hope — puts each pod on the capacity the plan chose.
+the scheduler — not hope — puts each pod on the capacity the plan chose; node affinity on the
+profile's GPU-count label puts it on the smallest node that holds it (render/affinity.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from frugal.api.base import API_VERSION, CapacityType
 from frugal.api.endpoint import InferenceEndpointSpec
 from frugal.placement.plan import EndpointPlan
+from frugal.render.affinity import gpu_count_affinity
 from frugal.render.engine import MODEL_ROOT, pvc_claim, vllm_args
 from frugal.render.labels import CAPACITY_LABEL, ENDPOINT_LABEL, endpoint_labels
 from frugal.render.nodepools import loading_annotations
@@ -158,6 +160,8 @@ def _pod_spec(
         "containers": [_container(spec, plan, settings, gpus)],
         "volumes": _volumes(spec, settings, gpus),
     }
+    if profile.gpu_count_label:
+        pod["affinity"] = {"nodeAffinity": gpu_count_affinity(profile.gpu_count_label, gpus)}
     return pod
 
 
