@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 
 from frugal.api.base import CapacityType
 from frugal.api.endpoint import InferenceEndpointSpec
@@ -13,6 +15,7 @@ from frugal.catalog.profiles import PROFILES, ProfileName
 from frugal.placement.plan import EndpointWish, plan_fleet
 from frugal.render.endpoint import HASH_ANNOTATION, Owner, render_endpoint
 from frugal.render.engine import model_argument, vllm_args
+from frugal.render.scheduler import gpu_bin_packing_profile, scheduler_configuration
 from frugal.settings import ReservationPool, Settings
 
 OWNER = Owner("chat", "team-a", "1234")
@@ -300,3 +303,11 @@ def test_the_best_open_size_class_outscores_least_allocated() -> None:
             scored = {c: 2 * 100 * raw[c] // max(raw.values()) for c in feasible}
             assert scored[feasible[0]] == 200
             assert all(scored[feasible[0]] - scored[c] >= 150 for c in feasible[1:])
+
+
+def test_the_documented_scheduler_profile_is_the_rendered_one() -> None:
+    """docs/node-pools.md shows the bin-packing profile the e2e runs kube-scheduler with."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "node-pools.md").read_text()
+    blocks = [yaml.safe_load(b.split("```")[0]) for b in doc.split("```yaml\n")[1:]]
+    documented = [b for b in blocks if b.get("kind") == "KubeSchedulerConfiguration"]
+    assert documented == [scheduler_configuration(gpu_bin_packing_profile())]
