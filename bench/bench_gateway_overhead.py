@@ -21,7 +21,7 @@ the others are still measured. Every target gets the same unique request bodies 
 ignore it).
 
 Load: an open-loop generator (aiohttp, in its own process) fires requests at fixed rates
-(default 100, 250, 500 requests/s, 20 s each) whatever the answers do; latency is counted from
+(default 100, 300, 500 requests/s, 20 s each) whatever the answers do; latency is counted from
 each request's *scheduled* time, so a target that falls behind shows it as latency (no
 coordinated omission). The rates are interleaved over the targets (rate 1: every target, rate
 2: every target, ...) so slow drifts of background load spread evenly. Then one streaming run
@@ -29,7 +29,7 @@ coordinated omission). The rates are interleaved over the targets (rate 1: every
 clients back to back) for the highest throughput. The generator, the targets and the simulator
 share this machine's cores: the proxy competes with both for the CPU.
 
-Usage: .venv/bin/python bench/bench_gateway_overhead.py [--duration 20] [--rates 100,250,500]
+Usage: .venv/bin/python bench/bench_gateway_overhead.py [--duration 20] [--rates 100,300,500]
        [--targets direct,frugal,frugal+exact,vllm-router,litellm] [--json out.json]
 """
 
@@ -666,7 +666,7 @@ def tables(targets: list[Target], args: argparse.Namespace) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per open-loop rate")
-    parser.add_argument("--rates", default="100,250,500")
+    parser.add_argument("--rates", default="100,300,500")
     parser.add_argument("--targets", default=",".join(ALL_TARGETS))
     parser.add_argument("--stream-rate", type=float, default=100.0, help="0 skips streaming")
     parser.add_argument("--stream-duration", type=float, default=10.0)

@@ -86,6 +86,33 @@ def test_stream_accumulator_collects_text_usage_and_flags_usage_chunk() -> None:
     assert acc.total_chars == len("hello you") + len("more text")
 
 
+def test_stream_accumulator_without_collecting_decodes_only_usage_and_done() -> None:
+    """Nothing caches or compares the text: events are counted, not decoded; the usage chunk
+    (not a ``"usage": null`` on a content chunk) and [DONE] still are; garbage is flagged."""
+
+    def event(data: object) -> bytes:
+        return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n".encode()
+
+    acc = StreamAccumulator(chat=True, cap=100, collect=False)
+    content = {"choices": [{"index": 0, "delta": {"content": "hi"}}], "usage": None}
+    assert not acc.observe_event(event(content))
+    assert not acc.observe_event(b": keep-alive\n\n")
+    assert not acc.observe_event(event(content))
+    usage = {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}
+    assert acc.observe_event(event(usage))
+    assert not acc.observe_event(event("[DONE]"))
+    assert (acc.events, acc.usage, acc.done, acc.broken) == (3, usage["usage"], True, False)
+    assert acc.answer == ""  # text is not collected
+    assert acc.out_chars == 12  # about one token per content event when usage is missing
+
+    garbled = StreamAccumulator(chat=True, cap=100, collect=False)
+    garbled.observe_event(b"data: <html>oops</html>\n\n")
+    assert garbled.broken
+    checked = StreamAccumulator(chat=True, cap=100, collect=False)
+    checked.observe_event(b'data: {"choices": [\n\n', full=True)  # first events: decoded
+    assert checked.broken
+
+
 def test_cached_answer_replays_as_a_stream() -> None:
     body = entry_body("chat", "m", "x" * 100, "stop", {"prompt_tokens": 1, "completion_tokens": 25})
     events = stream_events(body, "chat", include_usage=True)

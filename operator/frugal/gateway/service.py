@@ -87,7 +87,11 @@ class Gateway:
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
-        self._session = aiohttp.ClientSession(connector=connector)
+        # No cookie jar: a cookie one upstream sets must never ride along on another tenant's
+        # request (and skipping the jar saves its filtering on every call).
+        self._session = aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+        )
         self._install(self.config)
         self._watcher = asyncio.create_task(self._watch())
 
