@@ -55,10 +55,6 @@ def demo_manifests() -> list[dict[str, Any]]:
             spec.setdefault("scaling", {}).update(coldStartBudget="60s")
             if spec["scaling"].get("minReplicas", 1) == 0:
                 spec["scaling"]["idleAfter"] = "20s"
-            if doc["metadata"]["name"] == "support-large":
-                # Two L40S on one node, a GPU type no other tier uses: the fixed demo fleet has
-                # no autoscaler to add a node if one-GPU replicas fragment the multi-GPU nodes.
-                spec.setdefault("resources", {})["gpu"] = {"type": "l40s", "count": 2}
             if doc["metadata"]["name"] == "support-medium":
                 # Two replicas: one on spot (maxShare 0.5), one on the on-demand floor, so that
                 # the spot reclamation has something to take.

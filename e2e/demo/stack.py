@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from frugal.render.scheduler import gpu_bin_packing_profile, scheduler_configuration
 from testbed.controlplane import REPO, bin_dir, ensure_built, stop_process
 from testbed.fleet import Fleet, fleet_down, karpenter_pool, karpenter_pools
 from testbed.prom import Prometheus, free_port
@@ -74,8 +75,10 @@ def demo_pools() -> list:
         instance_types={"l4": "g6.2xlarge", "l40s": "g6e.2xlarge"},
         reserved_pool=RESERVATION,
     )
-    # Multi-GPU L40S nodes for the 70B tier, and T4s for the small dev model.
-    pools.append(karpenter_pool("on-demand", "on-demand", "g6e.12xlarge", 2))
+    # Four-L4 nodes for the 70B tier (4 x L4, the cheapest fit), and T4s for the small dev model.
+    # The fleet has no autoscaler: GPU-count-aware placement keeps the one-GPU replicas off the
+    # four-GPU nodes, and the scheduler's bin-packing profile packs any overflow onto one.
+    pools.append(karpenter_pool("on-demand", "on-demand", "g6.12xlarge", 2))
     pools.append(karpenter_pool("on-demand", "on-demand", "g4dn.xlarge", 2))
     pools.append(karpenter_pool("spot", "spot", "g4dn.xlarge", 2))
     return pools
@@ -98,7 +101,10 @@ class Stack:
         say("building or reusing the testbed binaries (first time: ~10 minutes)")
         ensure_built("kubernetes", "etcd", "kwok", "helm")
         say("starting the simulated fleet: kube-apiserver, etcd, scheduler, KWOK GPU nodes")
-        self.fleet.up(demo_pools())
+        self.fleet.up(
+            demo_pools(),
+            scheduler_config=scheduler_configuration(gpu_bin_packing_profile()),
+        )
         self.state.kubeconfig = str(self.fleet.kubeconfig)
         self.state.save(self.state_file)
         say("installing frugal with its Helm chart")
