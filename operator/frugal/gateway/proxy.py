@@ -486,10 +486,13 @@ class Pipeline:
             raise UpstreamError("error", GatewayError(504, f"tier {name} timed out")) from err
         except aiohttp.ClientError as err:
             raise UpstreamError("error", GatewayError(502, f"tier {name} broke off")) from err
-        selected = self._select(events, acc, call, full=True)
+        # The first event is decoded in full (is this an OpenAI stream at all?); the rest of
+        # the batch, often the whole answer from a fast engine, gets the cheap checks.
+        head, head_done = self._select(events[:1], acc, call, full=True)
+        tail, tail_done = self._select(events[1:], acc, call) if not acc.broken else ([], None)
         if acc.broken or (not chunk and not acc.done):
             raise UpstreamError("error", GatewayError(502, f"tier {name} sent a broken stream"))
-        return selected
+        return head + tail, tail_done or head_done
 
     async def _pump(
         self,
