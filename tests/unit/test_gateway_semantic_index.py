@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -164,6 +165,31 @@ def test_batcher_embeds_waiting_requests_together_and_refuses_beyond_its_bound()
         with pytest.raises(ValueError, match="boom"):
             await batcher.embed(["boom"])
         assert (await batcher.embed(["after"]))[0][0] == 5.0  # a failure does not stick
+
+    asyncio.run(run())
+
+
+def test_batcher_refuses_a_request_expected_to_wait_too_long() -> None:
+    """The wait bound follows the measured cost per text (a sleep makes it at least 200 ms)."""
+    model = GatedModel()
+    model.gate.set()
+
+    def slow(texts: list[str]) -> np.ndarray:
+        time.sleep(0.2 * len(texts))
+        return model(texts)
+
+    batcher = Batcher(slow, max_queued=100, max_batch=4, max_wait=0.3)
+
+    async def run() -> None:
+        await batcher.embed(["a", "b"])  # measures: >= 200 ms per text
+        running = asyncio.create_task(batcher.embed(["c"]))
+        while batcher.queued:
+            await asyncio.sleep(0.001)
+        first = asyncio.create_task(batcher.embed(["d"]))  # nothing queued: always taken
+        await asyncio.sleep(0)
+        with pytest.raises(EmbedderBusyError):  # 2 texts ahead x >= 200 ms > 300 ms
+            await batcher.embed(["e"])
+        await asyncio.gather(running, first)
 
     asyncio.run(run())
 

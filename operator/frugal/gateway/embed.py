@@ -37,7 +37,9 @@ NGRAM_DIM = 1024
 # One thread: a batch keeps a core busy, and the other core serves the event loop.
 _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frugal-embed")
 MAX_QUEUED = 64
-"""Texts waiting to be embedded, at most; beyond that :class:`EmbedderBusyError` (see Batcher)."""
+"""Texts waiting to be embedded, at most (see :class:`Batcher`)."""
+MAX_WAIT = 0.25
+"""Seconds a text may be expected to wait for the embedder, at most (see :class:`Batcher`)."""
 
 
 class EmbedderBusyError(RuntimeError):
@@ -100,9 +102,12 @@ class Batcher:
     While a batch is being embedded, new requests wait; the next batch takes everything that
     waits (whole requests, up to ``max_batch`` texts, at least one request) and embeds it in
     one call, which costs much less per text than one call each. The queue is bounded: a
-    request that would take it past ``max_queued`` texts is refused at once with
-    :class:`EmbedderBusyError`, so that overload turns into cache misses (the caller skips the
-    semantic lookup) instead of an ever longer wait in front of every request.
+    request that would take it past ``max_queued`` texts, or whose expected wait (texts ahead
+    of it, in the queue and in the running batch, times the recent cost per text) is above
+    ``max_wait`` seconds, is refused at once with :class:`EmbedderBusyError`, so that overload
+    turns into cache misses (the caller skips the semantic lookup) instead of an ever longer
+    wait in front of every request. The cost per text is measured, so the bound follows the
+    CPU the embedder actually gets. A request that finds nothing queued is always taken.
 
     No long-lived task: the request that finds no batch running starts a drain task on its own
     event loop, which ends when the queue is empty.
@@ -111,8 +116,12 @@ class Batcher:
     run: Callable[[list[str]], np.ndarray]
     max_queued: int = MAX_QUEUED
     max_batch: int = 32
+    max_wait: float = MAX_WAIT
     _queue: list[_Waiting] = field(default_factory=list)
     _queued: int = 0
+    _running: int = 0
+    _per_text: float = 0.0
+    """Seconds per text of recent batches (moving average)."""
     _drain: asyncio.Task[None] | None = None
 
     @property
@@ -122,8 +131,13 @@ class Batcher:
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
-        if self._queued + len(texts) > self.max_queued and self._queued > 0:
-            raise EmbedderBusyError(f"{self._queued} texts already wait for the embedder")
+        if self._queued > 0:
+            ahead = self._queued + self._running
+            if (
+                self._queued + len(texts) > self.max_queued
+                or ahead * self._per_text > self.max_wait
+            ):
+                raise EmbedderBusyError(f"{self._queued} texts already wait for the embedder")
         loop = asyncio.get_running_loop()
         waiting = _Waiting(texts, loop.create_future())
         self._queue.append(waiting)
@@ -146,6 +160,8 @@ class Batcher:
         while self._queue:
             batch = self._take()
             texts = [t for waiting in batch for t in waiting.texts]
+            self._running = len(texts)
+            started = loop.time()
             try:
                 vectors = await loop.run_in_executor(_EXECUTOR, self.run, texts)
             except Exception as err:  # every waiter learns of the failure
@@ -153,6 +169,12 @@ class Batcher:
                     if not waiting.done.done():
                         waiting.done.set_exception(err)
                 continue
+            finally:
+                self._running = 0
+            per_text = (loop.time() - started) / len(texts)
+            self._per_text = (
+                per_text if not self._per_text else 0.8 * self._per_text + 0.2 * per_text
+            )
             at = 0
             for waiting in batch:
                 rows = vectors[at : at + len(waiting.texts)]
@@ -166,9 +188,14 @@ class MiniLMEmbedder:
 
     id = "all-MiniLM-L6-v2"
 
-    def __init__(self, max_queued: int = MAX_QUEUED, max_batch: int = minilm.BATCH_SIZE) -> None:
+    def __init__(
+        self,
+        max_queued: int = MAX_QUEUED,
+        max_batch: int = minilm.BATCH_SIZE,
+        max_wait: float = MAX_WAIT,
+    ) -> None:
         self.model = minilm.load()
-        self.batcher = Batcher(self.model.embed, max_queued, max_batch)
+        self.batcher = Batcher(self.model.embed, max_queued, max_batch, max_wait)
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         return await self.batcher.embed(texts)

@@ -145,7 +145,8 @@ class VectorIndex:
         return len(self.vectors)
 
     def add(self, keys: list[int], vectors: np.ndarray) -> None:
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(keys), self.dim)
+        # A copy: a caller's row may be a view that keeps a whole batch of embeddings alive.
+        vectors = np.array(vectors, dtype=np.float32).reshape(len(keys), self.dim)
         if len(keys) == 1:
             self.index.add(keys[0], vectors[0])
         else:
