@@ -14,7 +14,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes.client import ApiClient, ApiException
+from kubernetes.client import ApiClient, ApiException, rest
+
+from frugal.controller.metrics import API_REQUESTS
 
 APPLY_PATCH = "application/apply-patch+yaml"
 # Characters JSON leaves raw but YAML must not see raw: non-printable ones (DEL, C1 controls,
@@ -56,6 +58,20 @@ RESOURCES: dict[tuple[str, str], Resource] = {
 }
 
 
+def ensure_pool_size(api: ApiClient, size: int) -> None:
+    """Let ``api`` keep ``size`` connections open (the client's default is 5 per CPU).
+
+    urllib3 opens extra connections beyond its pool when more threads send at once, and closes
+    them afterwards: every such request then pays a TLS handshake with the API server.
+    """
+    config = api.configuration
+    if (config.connection_pool_maxsize or 0) >= size:
+        return
+    config.connection_pool_maxsize = size
+    api.rest_client.pool_manager.clear()
+    api.rest_client = rest.RESTClientObject(config)
+
+
 def resource_path(
     api_version: str, kind: str, namespace: str | None = None, name: str | None = None
 ) -> str:
@@ -90,6 +106,7 @@ def request(
     ``body`` is bytes for YAML content types (sent as they are) and a JSON-able object for JSON
     ones (the client encodes it).
     """
+    API_REQUESTS.labels(method).inc()
     headers = {"Accept": "application/json"}
     if body is not None:
         headers["Content-Type"] = content_type

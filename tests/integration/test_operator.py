@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from frugal import kube
-from frugal.controller.metrics import RECONCILES, WRITES
+from frugal.controller.metrics import API_REQUESTS, RECONCILES, WRITES
 from frugal.settings import ReservationPool, Settings
 from support.operator import running_operator
 from support.wait import wait_for
@@ -266,3 +266,120 @@ def test_unsatisfiable_endpoints_get_a_condition_and_an_event(cluster, namespace
         wait_for(
             lambda: children(cluster, namespace, "support-medium").keys() == expected_children(good)
         )
+
+
+def _counter(metric: Any, **labels: str) -> float:
+    """The sum of a counter's samples whose labels include ``labels``."""
+    return sum(
+        sample.value
+        for family in metric.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+        and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def small_endpoint(namespace: str, i: int) -> dict:
+    prefs = (["reserved", "on-demand"], ["spot", "on-demand"], ["on-demand"])[i % 3]
+    capacity: dict[str, Any] = {"preference": prefs}
+    if "reserved" in prefs:
+        capacity["reservation"] = "support-l4"
+    return {
+        "apiVersion": "frugal.dev/v1alpha1",
+        "kind": "InferenceEndpoint",
+        "metadata": {"name": f"e{i:02d}", "namespace": namespace},
+        "spec": {
+            "model": {"uri": "hf://o/m", "servedName": f"e{i:02d}", "parameters": 1e9},
+            "capacity": capacity,
+        },
+    }
+
+
+def test_thirty_endpoints_converge_with_bounded_api_traffic(cluster, namespace) -> None:
+    """Counting, not timing: each child is written about once, and a converged reconcile reads
+    one object (its endpoint, for the status) instead of listing its children."""
+    docs = [small_endpoint(namespace, i) for i in range(30)]
+    want = set().union(*(expected_children(d) for d in docs))
+    with running_operator(str(cluster.kubeconfig), [namespace], SETTINGS):
+        writes_before = _writes()
+        for doc in docs:
+            cluster.apply(doc)
+        wait_for(lambda: children(cluster, namespace).keys() == want, what="all children")
+        wait_for(
+            lambda: all(
+                ie(cluster, namespace, d["metadata"]["name"]).get("status", {}).get("placement")
+                and condition(ie(cluster, namespace, d["metadata"]["name"]), "SignalsAvailable")
+                for d in docs
+            ),
+            what="every endpoint placed",
+        )
+        # A child re-applied because the watch had not yet shown the first apply is harmless
+        # (server-side apply of the same content), but must stay rare.
+        applies = _writes() - writes_before
+        assert applies <= 2 * len(want) + 4 * len(docs), applies
+
+        # Converged: reconciles on their timers. Nothing here sends requests meanwhile.
+        requests = _counter(API_REQUESTS)
+        done = _counter(RECONCILES, kind="InferenceEndpoint")
+        wait_for(
+            lambda: _counter(RECONCILES, kind="InferenceEndpoint") >= done + 2 * len(docs),
+            what="two more passes",
+        )
+        reconciles = _counter(RECONCILES, kind="InferenceEndpoint") - done
+        per_reconcile = (_counter(API_REQUESTS) - requests) / reconciles
+        # One GET of the endpoint per reconcile; before, three LISTs of children came on top.
+        assert per_reconcile <= 1.5, per_reconcile
+
+
+def test_gateway_config_is_not_emptied_at_start_nor_rendered_twice(cluster, namespace) -> None:
+    """At start-up kopf's indexes are not yet known: the live ConfigMap is left alone. An
+    unchanged configuration is not rendered again, not even read back."""
+    from frugal.controller.endpoints import Context
+    from frugal.controller.gateways import GatewaySync
+
+    ctx = Context(settings=Settings(), api=cluster.api)
+    sync = GatewaySync(ctx, namespace, "frugal-gateway", "frugal-gateway-base")
+    empty = {"routing_index": {}, "caching_index": {}, "endpoint_objects_index": {}}
+    # No ConfigMap yet: the gateway needs a file to start with, even an empty one.
+    assert sync.sync(empty, startup=True)
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "frugal-gateway", "namespace": namespace},
+            "data": {"config.yaml": "policies: [kept]\n"},
+        },
+        manager="frugal",
+    )
+    restarted = GatewaySync(ctx, namespace, "frugal-gateway", "frugal-gateway-base")
+    assert not restarted.sync(empty, startup=True)
+    live = kube.get(cluster.api, "v1", "ConfigMap", namespace, "frugal-gateway")
+    assert live["data"]["config.yaml"] == "policies: [kept]\n"
+
+    policy = {
+        "apiVersion": "frugal.dev/v1alpha1",
+        "kind": "RoutingPolicy",
+        "metadata": {"name": "p", "namespace": namespace},
+        "spec": {
+            "modelName": "p",
+            "tiers": [
+                {
+                    "name": "t",
+                    "weight": 100,
+                    "external": {
+                        "url": "http://x",
+                        "model": "m",
+                        "inputPricePer1M": 1,
+                        "outputPricePer1M": 2,
+                    },
+                }
+            ],
+        },
+        "status": {},
+    }
+    indexes = {**empty, "routing_index": {namespace: [policy]}}
+    restarted.seen_indexes = True  # as schedule() sets it when a handler passes the indexes
+    assert restarted.sync(indexes, resync=False)
+    before = _counter(API_REQUESTS)
+    assert not restarted.sync(indexes, resync=False)
+    assert _counter(API_REQUESTS) == before, "an unchanged configuration was read or written"

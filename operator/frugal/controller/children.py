@@ -1,7 +1,8 @@
 """Shell: bring an endpoint's children in line with what was rendered, writing only changes.
 
 Each rendered child carries a hash of its content; a child whose live hash matches is left
-alone, so a reconcile that changes nothing makes reads only. Children of the endpoint that are
+alone, so a reconcile that changes nothing writes nothing (and, given the operator's watch of
+the children, reads nothing either). Children of the endpoint that are
 no longer rendered (a capacity type dropped from the preference) are deleted; only objects
 whose controller reference is this endpoint are ever touched.
 """
@@ -24,8 +25,8 @@ CHILD_KINDS = (("apps/v1", "Deployment"), ("v1", "Service"), ("policy/v1", "PodD
 class SyncResult:
     applied: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
-    live: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """kind/name → the child as it is now (after any write)."""
+    kept: list[str] = field(default_factory=list)
+    """Children already as rendered."""
 
     @property
     def writes(self) -> int:
@@ -56,26 +57,64 @@ def list_children(api: ApiClient, owner: Owner) -> dict[str, dict[str, Any]]:
     return found
 
 
+@dataclass(frozen=True)
+class LiveChild:
+    """What a reconcile needs to know of a live child: where it is, who owns it, its hash."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    owner_uid: str | None
+    hash: str | None
+
+
+def _as_live(obj: dict[str, Any]) -> LiveChild:
+    meta = obj["metadata"]
+    return LiveChild(
+        obj["apiVersion"],
+        obj["kind"],
+        meta["namespace"],
+        meta["name"],
+        controller_uid(meta),
+        (meta.get("annotations") or {}).get(HASH_ANNOTATION),
+    )
+
+
+def controller_uid(meta: Any) -> str | None:
+    """The uid of the object's controller (its owner reference with controller: true)."""
+    refs = meta.get("ownerReferences") or []
+    return next((r.get("uid") for r in refs if r.get("controller")), None)
+
+
 def sync_children(
-    api: ApiClient, owner: Owner, rendered: list[dict[str, Any]], field_manager: str
+    api: ApiClient,
+    owner: Owner,
+    rendered: list[dict[str, Any]],
+    field_manager: str,
+    live: dict[str, LiveChild] | None = None,
 ) -> SyncResult:
+    """Apply what changed and delete what is no longer rendered.
+
+    ``live`` is the endpoint's children as the operator's watches see them; without it they
+    are listed from the API server (three requests).
+    """
     result = SyncResult()
-    live = list_children(api, owner)
+    if live is None:
+        live = {k: _as_live(obj) for k, obj in list_children(api, owner).items()}
     for obj in rendered:
         key = _key(obj)
         current = live.get(key)
         want = obj["metadata"]["annotations"][HASH_ANNOTATION]
-        have = (current or {}).get("metadata", {}).get("annotations", {}).get(HASH_ANNOTATION)
-        if current is not None and have == want:
-            result.live[key] = current
+        if current is not None and current.hash == want:
+            result.kept.append(key)
             continue
-        result.live[key] = kube.apply(api, obj, field_manager)
+        kube.apply(api, obj, field_manager)
         result.applied.append(key)
-    for key, obj in live.items():
-        if key in result.live:
+    for key, child in live.items():
+        if key in result.kept or key in result.applied:
             continue
-        meta = obj["metadata"]
-        path = kube.resource_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        path = kube.resource_path(child.api_version, child.kind, child.namespace, child.name)
         try:
             kube.request(api, "DELETE", path, query=[("propagationPolicy", "Background")])
         except ApiException as err:

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
+import json
 import logging
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
 from kubernetes.client import ApiClient, ApiException
@@ -22,17 +27,26 @@ from frugal import kube
 from frugal.api.base import GROUP, VERSION, CapacityType
 from frugal.api.endpoint import InferenceEndpointSpec
 from frugal.controller import events
-from frugal.controller.children import sync_children
+from frugal.controller.children import LiveChild, controller_uid, sync_children
 from frugal.controller.metrics import RECONCILE_SECONDS, RECONCILES, WRITES
 from frugal.controller.status import Observed, differs, endpoint_status, placement_status
 from frugal.placement.plan import EndpointPlan, EndpointWish, initial_replicas, plan_fleet
-from frugal.render.endpoint import Owner, render_endpoint, service_url
+from frugal.render.endpoint import HASH_ANNOTATION, Owner, render_endpoint, service_url
 from frugal.render.labels import CAPACITY_LABEL, ENDPOINT_LABEL
 from frugal.settings import Settings
 
 PLURAL = "inferenceendpoints"
 MANAGED_LABELS = {"app.kubernetes.io/managed-by": "frugal"}
 RETRY_BACKOFF_SECONDS = 5.0
+API_WORKERS = 32
+"""Concurrent blocking calls to the API server (and Prometheus) the shell makes."""
+T = TypeVar("T")
+# The kinds an endpoint's children are (children.CHILD_KINDS), as kopf names resources.
+CHILD_RESOURCES = (
+    ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
+    ("policy", "v1", "poddisruptionbudgets"),
+)
 log = logging.getLogger("frugal.endpoints")
 
 
@@ -45,6 +59,31 @@ class Context:
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     prices: Any = None
     """A frugal.pricing.aws.PriceRefresher when live AWS prices are on."""
+    plans: PlanCache = field(default_factory=lambda: PlanCache())  # noqa: PLW0108 - defined below
+    observed: dict[str, tuple[Observed, ...]] = field(default_factory=dict)
+    """The Deployments' replicas last folded into each endpoint's status."""
+
+    executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(API_WORKERS, thread_name_prefix="frugal-api")
+    )
+    """Threads for the blocking client calls. asyncio's default pool has CPUs + 4 threads (6
+    here), and with the API server answering a write in 100-300 ms under load, a thousand
+    endpoints' reconciles queued behind those few threads for tens of seconds each."""
+
+    reconcile_slots: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(API_WORKERS)
+    )
+    """Reconciles in progress at once. kopf starts one per new endpoint at once; unbounded, a
+    thousand of them interleaved their requests on the shared threads, so that none finished
+    (and wrote its status) before nearly all had applied their children."""
+
+    def __post_init__(self) -> None:
+        kube.ensure_pool_size(self.api, API_WORKERS)
+
+    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` on one of the client threads."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
 
     def lock(self, key: str) -> asyncio.Lock:
         return self.locks.setdefault(key, asyncio.Lock())
@@ -56,7 +95,7 @@ class Context:
         async with self.lock("__prices__"):
             now = dt.datetime.now(dt.UTC)
             if self.prices.due(now):
-                await asyncio.to_thread(self.prices.refresh, now)
+                await self.run(self.prices.refresh, now)
                 if self.prices.last_error:
                     log.warning(
                         "AWS prices: %s (keeping the last good ones)", self.prices.last_error
@@ -73,8 +112,51 @@ def now() -> str:
 # --- indexes: in-memory views kopf keeps current from its watches --------------------------
 
 
-def endpoints_index(namespace: str, name: str, spec: Any, status: Any, **_: Any) -> dict:
-    return {f"{namespace}/{name}": {"spec": dict(spec), "status": dict(status)}}
+@dataclass(frozen=True)
+class IndexedEndpoint:
+    """One endpoint as the fleet plan needs it, parsed once per watch event.
+
+    Parsing here, not in every reconcile, keeps a reconcile from validating every other
+    endpoint's spec again (which made convergence quadratic in the number of endpoints).
+    """
+
+    generation: int | None
+    spec: InferenceEndpointSpec | None
+    """None when the spec is invalid (that endpoint reports its own error)."""
+    replicas: int
+    spot_limit: float | None
+
+
+def endpoints_index(namespace: str, name: str, spec: Any, status: Any, meta: Any, **_: Any) -> dict:
+    try:
+        parsed: InferenceEndpointSpec | None = InferenceEndpointSpec.model_validate(dict(spec))
+    except ValidationError:
+        parsed = None
+    st = dict(status)
+    replicas = wanted_replicas(parsed, st) if parsed is not None else 0
+    entry = IndexedEndpoint(meta.get("generation"), parsed, replicas, spot_limit(st))
+    return {f"{namespace}/{name}": entry}
+
+
+def children_index(namespace: str, name: str, labels: Any, meta: Any, body: Any, **_: Any) -> dict:
+    """Each endpoint's live children with their content hash, kept current by watches.
+
+    A reconcile compares rendered hashes against this instead of listing three kinds from the
+    API server every time.
+    """
+    endpoint = labels.get(ENDPOINT_LABEL)
+    if not endpoint:
+        return {}
+    return {
+        f"{namespace}/{endpoint}": LiveChild(
+            api_version=body["apiVersion"],
+            kind=body["kind"],
+            namespace=namespace,
+            name=name,
+            owner_uid=controller_uid(meta),
+            hash=(meta.get("annotations") or {}).get(HASH_ANNOTATION),
+        )
+    }
 
 
 def deployments_index(namespace: str, labels: Any, spec: Any, status: Any, **_: Any) -> dict:
@@ -121,20 +203,75 @@ def spot_limit(status: dict[str, Any]) -> float | None:
     return None if limit is None else float(limit)
 
 
+def reservation_pool(spec: InferenceEndpointSpec) -> str | None:
+    """The reservation pool an endpoint competes for, if any."""
+    cap = spec.capacity
+    return cap.reservation if cap.reservation and CapacityType.RESERVED in cap.preference else None
+
+
 def fleet_wishes(index: Any, current_key: str, current: EndpointWish) -> list[EndpointWish]:
-    """Every endpoint the operator sees, with the one being reconciled at its latest spec."""
+    """The endpoints whose wishes can change the current one's plan, sorted by key.
+
+    Endpoints interact only through shared reservation pools (``plan_fleet`` sizes and splits
+    each endpoint on its own and assigns reserved GPUs per pool), so an endpoint's plan needs
+    only the endpoints that want the same pool — none for an endpoint without a reservation.
+    tests/unit/test_fleet_wishes.py checks this against planning the whole fleet.
+    """
+    pool = reservation_pool(current.spec)
     wishes = [current]
+    if pool is None:
+        return wishes
     for key, store in index.items():
         if key == current_key:
             continue
         for entry in store:
-            try:
-                spec = InferenceEndpointSpec.model_validate(entry["spec"])
-            except ValidationError:
-                continue  # that endpoint reports its own error
-            st = entry["status"]
-            wishes.append(EndpointWish(key, spec, wanted_replicas(spec, st), spot_limit(st)))
-    return wishes
+            if entry.spec is not None and reservation_pool(entry.spec) == pool:
+                wishes.append(EndpointWish(key, entry.spec, entry.replicas, entry.spot_limit))
+    return sorted(wishes, key=lambda w: w.key)
+
+
+class PlanCache:
+    """Fleet plans by the fingerprint of their inputs, so that the endpoints of one pool share
+    one plan while nothing in the pool changes (a converged fleet plans once per change)."""
+
+    def __init__(self, size: int = 32) -> None:
+        self.size = size
+        self._plans: OrderedDict[Hashable, dict[str, EndpointPlan]] = OrderedDict()
+
+    def plan(
+        self, wishes: list[EndpointWish], generations: dict[str, Any], settings: Settings, salt: str
+    ) -> dict[str, EndpointPlan]:
+        """``generations`` holds each wish's spec generation; ``salt`` names the settings."""
+        if any(generations.get(w.key) is None for w in wishes):
+            return plan_fleet(wishes, settings)  # no fingerprint for a spec without generation
+        key = (
+            salt,
+            tuple((w.key, generations[w.key], w.replicas, w.spot_share_limit) for w in wishes),
+        )
+        plans = self._plans.get(key)
+        if plans is None:
+            plans = plan_fleet(wishes, settings)
+            self._plans[key] = plans
+            if len(self._plans) > self.size:
+                self._plans.popitem(last=False)
+        else:
+            self._plans.move_to_end(key)
+        return plans
+
+
+def generations(index: Any, wishes: list[EndpointWish], current_key: str, current: Any) -> dict:
+    out = {current_key: current}
+    for w in wishes:
+        if w.key != current_key and w.key in index:
+            out[w.key] = next(iter(index[w.key])).generation
+    return out
+
+
+def live_children(index: Any, key: str, owner: Owner) -> dict[str, LiveChild]:
+    """kind/name → the endpoint's children as the watches last saw them."""
+    if key not in index:
+        return {}
+    return {f"{c.kind}/{c.name}": c for c in index[key] if c.owner_uid == owner.uid}
 
 
 def observed_replicas(index: Any, key: str) -> list[Observed]:
@@ -146,12 +283,20 @@ def observed_replicas(index: Any, key: str) -> list[Observed]:
 
 async def reconcile_endpoint(**kwargs: Any) -> None:
     """Reconcile one endpoint; an unexpected error is counted, logged and retried by kopf."""
-    with RECONCILE_SECONDS.labels("InferenceEndpoint").time():
-        try:
-            await _reconcile_endpoint(**kwargs)
-        except Exception:
-            RECONCILES.labels("InferenceEndpoint", "error").inc()
-            raise
+    ctx: Context = kwargs["memo"].ctx
+    # One reconcile per endpoint at a time: the create handler, the timer and the scale loop
+    # may all start one, and a second one that runs while the first is still applying sees
+    # the children as they were and applies them again (under load this doubled the writes).
+    async with (
+        ctx.lock(f"reconcile/{kwargs['namespace']}/{kwargs['name']}"),
+        ctx.reconcile_slots,
+    ):
+        with RECONCILE_SECONDS.labels("InferenceEndpoint").time():
+            try:
+                await _reconcile_endpoint(**kwargs)
+            except Exception:
+                RECONCILES.labels("InferenceEndpoint", "error").inc()
+                raise
     RECONCILES.labels("InferenceEndpoint", "ok").inc()
 
 
@@ -166,7 +311,7 @@ async def _reconcile_endpoint(
     memo: Any,
     endpoints_index: Any,
     deployments_index: Any,
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
     ctx: Context = memo.ctx
     key = f"{namespace}/{name}"
@@ -182,11 +327,16 @@ async def _reconcile_endpoint(
         key, parsed, wanted_replicas(parsed, dict(status)), spot_limit(dict(status))
     )
     settings = await ctx.effective_settings()
-    plan = plan_fleet(fleet_wishes(endpoints_index, key, wish), settings)[key]
+    wishes = fleet_wishes(endpoints_index, key, wish)
+    salt = "" if settings is ctx.settings else json.dumps(settings.gpu_overrides, sort_keys=True)
+    gens = generations(endpoints_index, wishes, key, body.get("metadata", {}).get("generation"))
+    plan = ctx.plans.plan(wishes, gens, settings, salt)[key]
     rendered = render_endpoint(owner, parsed, plan, settings)
     if rendered:
-        result = await asyncio.to_thread(
-            sync_children, ctx.api, owner, rendered, ctx.settings.field_manager
+        index = kwargs.get("children_index")
+        live = live_children(index, key, owner) if index is not None else None
+        result = await ctx.run(
+            sync_children, ctx.api, owner, rendered, ctx.settings.field_manager, live
         )
         for child in result.applied:
             WRITES.labels("apply", child.split("/")[0]).inc()
@@ -213,16 +363,18 @@ async def on_deployment_event(
     if not endpoint or type is None:
         return
     ctx: Context = memo.ctx
+    key = f"{namespace}/{endpoint}"
+    observed = observed_replicas(deployments_index, key)
+    if ctx.observed.get(key) == tuple(observed):
+        return  # a status-only change of the Deployment that readiness does not see
     path = kube.resource_path(f"{GROUP}/{VERSION}", "InferenceEndpoint", namespace, endpoint)
-    body = await asyncio.to_thread(_get_or_none, ctx.api, path)
+    body = await ctx.run(get_or_none, ctx.api, path)
     if body is None:
         return
-    await write_status(
-        ctx, body, None, observed_replicas(deployments_index, f"{namespace}/{endpoint}")
-    )
+    await write_status(ctx, body, None, observed)
 
 
-def _get_or_none(api: ApiClient, path: str) -> dict[str, Any] | None:
+def get_or_none(api: ApiClient, path: str) -> dict[str, Any] | None:
     try:
         return kube.request(api, "GET", path)
     except ApiException as err:
@@ -246,7 +398,7 @@ async def write_status(
     namespace, name = meta["namespace"], meta["name"]
     path = kube.resource_path(f"{GROUP}/{VERSION}", "InferenceEndpoint", namespace, name)
     async with ctx.lock(f"{namespace}/{name}"):
-        fresh = await asyncio.to_thread(_get_or_none, ctx.api, path)
+        fresh = await ctx.run(get_or_none, ctx.api, path)
         if fresh is None:
             return
         previous = fresh.get("status") or {}
@@ -262,19 +414,19 @@ async def write_status(
             url=service_url(Owner(name, namespace, ""), ctx.settings.engine.port),
             now=now(),
         )
-        if not differs(previous, new):
-            return
-        WRITES.labels("patch-status", "InferenceEndpoint").inc()
-        await asyncio.to_thread(
-            kube.request,
-            ctx.api,
-            "PATCH",
-            f"{path}/status",
-            body={"status": new},
-            content_type="application/merge-patch+json",
-        )
-        if previous.get("phase") != new["phase"]:
-            events.normal(fresh, new["phase"], _ready_message(new))
+        if differs(previous, new):
+            WRITES.labels("patch-status", "InferenceEndpoint").inc()
+            await ctx.run(
+                kube.request,
+                ctx.api,
+                "PATCH",
+                f"{path}/status",
+                body={"status": new},
+                content_type="application/merge-patch+json",
+            )
+            if previous.get("phase") != new["phase"]:
+                events.normal(fresh, new["phase"], _ready_message(new))
+        ctx.observed[f"{namespace}/{name}"] = tuple(observed)
 
 
 def _placement_from(status: dict[str, Any]) -> dict[str, Any]:
@@ -322,6 +474,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         deployments_index
     )
     kopf.index("", "v1", "pods", labels=MANAGED_LABELS, registry=registry)(pods_index)
+    for group, version, plural in CHILD_RESOURCES:
+        kopf.index(
+            group, version, plural, labels=MANAGED_LABELS, registry=registry, id="children_index"
+        )(children_index)
     # A failed reconcile (the API server away, a conflict) is retried soon, not after kopf's
     # default minute: the next attempt recomputes everything anyway.
     retry = {"registry": registry, "backoff": RETRY_BACKOFF_SECONDS}

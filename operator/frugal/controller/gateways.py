@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 from typing import Any
 
@@ -26,6 +27,8 @@ from frugal.render.gateway import CONFIG_KEY, render_gateway_config
 
 log = logging.getLogger("frugal.gateways")
 HASH_ANNOTATION = "frugal.dev/rendered-hash"
+# libyaml's dumper when PyYAML has it: the same YAML, several times faster.
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 DEBOUNCE_SECONDS = 1.0
 RESYNC_SECONDS = 30.0
 
@@ -44,7 +47,9 @@ def objects_index(body: kopf.Body, **_: Any) -> dict:
 
 
 def _all(index: Any) -> dict[str, list[dict[str, Any]]]:
-    return {ns: list(store) for ns, store in index.items()}
+    """Every namespace's objects, by name: kopf's stores keep no stable order, and a restart
+    must render the same configuration (else every gateway reloads for nothing)."""
+    return {ns: sorted(store, key=lambda o: o["metadata"]["name"]) for ns, store in index.items()}
 
 
 def gateway_config(
@@ -83,18 +88,26 @@ class GatewaySync:
     Also renders at start-up (so that a gateway on an empty cluster has a file to start with)
     and every ``RESYNC_SECONDS`` (so that a changed base ConfigMap — a ``helm upgrade`` of the
     gateway's static settings — is picked up without waiting for a policy to change).
+
+    A render whose result equals the last one written costs no request at all: every status
+    patch of an endpoint schedules a render, and with a thousand endpoints converging these
+    came every second, each with two GETs and a YAML dump of the whole fleet.
     """
 
     def __init__(self, ctx: Any, namespace: str, name: str, base: str) -> None:
         self.ctx, self.namespace, self.name, self.base = ctx, namespace, name, base
         self._pending: asyncio.Task | None = None
         self._resync: asyncio.Task | None = None
-        # kopf's indexes are live views; once a handler has seen them, the resync uses them.
+        # kopf's indexes are live views; once a handler has seen them, renders use them.
         self.indexes: dict[str, Any] = {
             "routing_index": {},
             "caching_index": {},
             "endpoint_objects_index": {},
         }
+        self.seen_indexes = False
+        self._base: dict[str, Any] | None = None
+        self._written: str | None = None
+        """Digest of the configuration known to be in the ConfigMap."""
 
     def start(self) -> None:
         """Begin the periodic resync (call from within the operator's event loop)."""
@@ -107,36 +120,55 @@ class GatewaySync:
 
     def schedule(self, memo: Any, indexes: dict[str, Any]) -> None:
         self.indexes = {k: indexes[k] for k in self.indexes if k in indexes} or self.indexes
+        self.seen_indexes = True
         if self._pending is None or self._pending.done():
             self._pending = asyncio.create_task(self._run())
 
     async def _periodic(self) -> None:
+        first = True
         while True:
-            await self._run(delay=0)
+            await self._run(delay=0, resync=True, startup=first)
+            first = False
             await asyncio.sleep(RESYNC_SECONDS)
 
-    async def _run(self, delay: float = DEBOUNCE_SECONDS) -> None:
+    async def _run(
+        self, delay: float = DEBOUNCE_SECONDS, resync: bool = False, startup: bool = False
+    ) -> None:
         await asyncio.sleep(delay)
         try:
-            await asyncio.to_thread(self.sync, self.indexes)
+            await self.ctx.run(self.sync, self.indexes, resync=resync, startup=startup)
         except Exception:  # the next change or tick retries; never crash the operator
             log.exception("rendering the gateway configuration failed")
 
-    def sync(self, indexes: dict[str, Any]) -> bool:
-        """Render and apply; True when the ConfigMap was written."""
+    def sync(self, indexes: dict[str, Any], *, resync: bool = True, startup: bool = False) -> bool:
+        """Render and apply; True when the ConfigMap was written.
+
+        ``resync`` re-reads the base ConfigMap and the live one. ``startup`` before any handler
+        has delivered kopf's indexes writes only when there is no ConfigMap yet: the indexes
+        are still empty then, and rendering them would briefly take every route away.
+        """
         api = self.ctx.api
-        base_cm = kube.get(api, "v1", "ConfigMap", self.namespace, self.base) or {}
-        base = yaml.safe_load((base_cm.get("data") or {}).get(CONFIG_KEY, "") or "") or {}
+        if resync or self._base is None:
+            base_cm = kube.get(api, "v1", "ConfigMap", self.namespace, self.base) or {}
+            self._base = yaml.safe_load((base_cm.get("data") or {}).get(CONFIG_KEY, "") or "")
+            self._base = self._base or {}
+            self._written = None
         config = gateway_config(
             _all(indexes["routing_index"]),
             _all(indexes["caching_index"]),
             _all(indexes["endpoint_objects_index"]),
-            base,
+            self._base,
         )
-        text = yaml.safe_dump(config, sort_keys=True)
-        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-        live = kube.get(api, "v1", "ConfigMap", self.namespace, self.name) or {}
-        if (live.get("metadata", {}).get("annotations") or {}).get(HASH_ANNOTATION) == digest:
+        digest = config_digest(config)
+        if digest == self._written:
+            return False
+        live = kube.get(api, "v1", "ConfigMap", self.namespace, self.name)
+        if startup and not self.seen_indexes and live is not None:
+            return False
+        if ((live or {}).get("metadata", {}).get("annotations") or {}).get(
+            HASH_ANNOTATION
+        ) == digest:
+            self._written = digest
             return False
         kube.apply(
             api,
@@ -152,13 +184,20 @@ class GatewaySync:
                     },
                     "annotations": {HASH_ANNOTATION: digest},
                 },
-                "data": {CONFIG_KEY: text},
+                "data": {CONFIG_KEY: yaml.dump(config, Dumper=_Dumper, sort_keys=True)},
             },
             self.ctx.settings.field_manager,
         )
+        self._written = digest
         WRITES.labels("apply", "ConfigMap").inc()
         log.info("gateway configuration updated (%d policies)", len(config["policies"]))
         return True
+
+
+def config_digest(config: dict[str, Any]) -> str:
+    """A digest of the configuration's content (canonical JSON, much cheaper than YAML)."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 async def on_change(memo: Any, **kwargs: Any) -> None:

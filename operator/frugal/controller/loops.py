@@ -9,7 +9,6 @@ at worst scales down a little later. Nothing is written while nothing changes.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import logging
@@ -64,7 +63,7 @@ def _parse_time(text: str | None) -> dt.datetime | None:
 async def _patch_status(ctx: endpoints.Context, kind: str, ns: str, name: str, patch: dict) -> None:
     path = kube.resource_path(f"{GROUP}/{VERSION}", kind, ns, name) + "/status"
     WRITES.labels("patch-status", kind).inc()
-    await asyncio.to_thread(
+    await ctx.run(
         kube.request,
         ctx.api,
         "PATCH",
@@ -72,6 +71,57 @@ async def _patch_status(ctx: endpoints.Context, kind: str, ns: str, name: str, p
         body={"status": patch},
         content_type="application/merge-patch+json",
     )
+
+
+async def _patch_endpoint_status(
+    ctx: endpoints.Context, ns: str, name: str, seen: dict[str, Any], patch: dict[str, Any]
+) -> bool:
+    """Patch an endpoint's status rebased on a fresh read, under the reconciler's status lock.
+
+    ``patch`` was computed from the status kopf last delivered, which lags behind the API
+    server under load; sent as it is, its conditions list (a merge patch replaces lists) undid
+    the reconciler's latest conditions, which the reconciler then wrote back: a write storm.
+    """
+    path = kube.resource_path(f"{GROUP}/{VERSION}", "InferenceEndpoint", ns, name)
+    async with ctx.lock(f"{ns}/{name}"):
+        live = await ctx.run(endpoints.get_or_none, ctx.api, path)
+        if live is None:
+            return False
+        rebased = rebase_patch(seen, patch, live.get("status") or {})
+        if not rebased:
+            return False
+        await _patch_status(ctx, "InferenceEndpoint", ns, name, rebased)
+    return True
+
+
+def rebase_patch(
+    seen: dict[str, Any], patch: dict[str, Any], live: dict[str, Any]
+) -> dict[str, Any]:
+    """What to send, given the status ``patch`` was computed from (``seen``) and the status as
+    it is now (``live``): only what the patch changes relative to ``seen``, applied to ``live``.
+
+    Objects merge key by key as in a merge patch (None deletes a key, an absent key stays);
+    conditions merge by type; a patch that changes nothing in ``live`` becomes empty.
+    """
+    out: dict[str, Any] = {}
+    for key, value in patch.items():
+        if key == "conditions":
+            before = {c["type"]: c for c in seen.get("conditions") or []}
+            changed = {c["type"]: c for c in value if before.get(c["type"]) != c}
+            current = list(live.get("conditions") or [])
+            merged = [changed.pop(c["type"], c) for c in current] + list(changed.values())
+            if merged != current:
+                out[key] = merged
+        elif isinstance(value, dict):
+            old = seen.get(key) if isinstance(seen.get(key), dict) else {}
+            now = live.get(key) if isinstance(live.get(key), dict) else {}
+            delta = {k: v for k, v in value.items() if old.get(k) != v}
+            delta = {k: v for k, v in delta.items() if now.get(k) != v}
+            if delta:
+                out[key] = delta
+        elif live.get(key) != value:
+            out[key] = value
+    return out
 
 
 def _signals_condition(
@@ -118,12 +168,16 @@ async def scale_endpoint(
     key = f"{namespace}/{name}"
     now = _now()
     previous = dict(status)
+    if "placement" not in previous:
+        # Not yet reconciled: nothing to scale, and a status patch now would only queue
+        # ahead of the reconciles of a fleet being created (a thousand at once).
+        return
     auto = dict(previous.get("autoscaler") or {})
     current = endpoints.wanted_replicas(parsed, previous)
     state = ScaleState(
         current, memory.recommendations.get(key, ()), _parse_time(auto.get("awakeSince"))
     )
-    load, tps, error = await _read_signals(memo.signals, name, namespace, parsed)
+    load, tps, error = await _read_signals(ctx, memo.signals, name, namespace, parsed)
     if _wake_requested(meta, auto, current):
         load = replace(load, wake_requested=True)
     stabilisation = dt.timedelta(seconds=ctx.settings.loops.scale_down_stabilisation_seconds)
@@ -144,7 +198,7 @@ async def scale_endpoint(
         seen = {"inFlight": load.in_flight, "requestsInIdleWindow": load.requests_in_idle_window}
         if error is None:
             with contextlib.suppress(PrometheusError):
-                seen |= await asyncio.to_thread(
+                seen |= await ctx.run(
                     memo.signals.snapshot,
                     name=name,
                     namespace=namespace,
@@ -158,13 +212,16 @@ async def scale_endpoint(
         }
         events.normal(body, decision.action, decision.reason)
         log.info("%s: %s to %d: %s", key, decision.action, decision.replicas, decision.reason)
-    patch |= _health_patch(body, parsed, previous, error, tps, now, meta.get("generation"))
+    configured = memo.signals.client is not None
+    patch |= _health_patch(
+        body, parsed, previous, error, tps, now, meta.get("generation"), configured=configured
+    )
     spot = _spot_decision(ctx, memory, key, parsed, previous, kwargs.get("pods_index"), now)
     if spot is not None:
         patch["spot"] = spot
     if not patch:
         return
-    await _patch_status(ctx, "InferenceEndpoint", namespace, name, patch)
+    await _patch_endpoint_status(ctx, namespace, name, previous, patch)
     if spot is not None:
         events.normal(
             body,
@@ -236,18 +293,18 @@ def _spot_decision(  # noqa: PLR0917 - one call site
 
 
 async def _read_signals(
-    signals: Signals, name: str, namespace: str, spec: InferenceEndpointSpec
+    ctx: endpoints.Context, signals: Signals, name: str, namespace: str, spec: InferenceEndpointSpec
 ) -> tuple[LoadSignals, float | None, str | None]:
     """(load, tokens/s, error): on any Prometheus failure everything is absent."""
     try:
-        load = await asyncio.to_thread(
+        load = await ctx.run(
             signals.load,
             name=name,
             namespace=namespace,
             served_name=spec.model.served_name,
             idle_after=spec.scaling.idle_after,
         )
-        tps = await asyncio.to_thread(
+        tps = await ctx.run(
             signals.tokens_per_second,
             name=name,
             namespace=namespace,
@@ -273,15 +330,21 @@ def _health_patch(  # noqa: PLR0917 - one call site, named arguments there
     tps: float | None,
     now: dt.datetime,
     generation: int | None,
+    *,
+    configured: bool = True,
 ) -> dict[str, Any]:
-    """SignalsAvailable, live cost and BudgetExceeded, as far as they changed."""
+    """SignalsAvailable, live cost and BudgetExceeded, as far as they changed.
+
+    Without a Prometheus URL at all the condition still says so, but no Warning event is
+    posted per endpoint: that is the operator's configuration, not a fault of each endpoint.
+    """
     patch: dict[str, Any] = {}
     conditions = list(previous.get("conditions") or [])
     cond = _signals_condition(previous, error, _iso(now) or "", generation)
     if _changed_condition(conditions, cond):
         conditions = _merge_condition({"conditions": conditions}, cond)
         patch["conditions"] = conditions
-        if error:
+        if error and configured:
             events.warning(body, "SignalsAbsent", cond["message"])
     if error is not None:
         return patch
@@ -395,7 +458,7 @@ async def reroute_policy(
     if parsed.auto_reroute.enabled:
         try:
             for tier in parsed.tiers:
-                tier_signals[tier.name] = await asyncio.to_thread(
+                tier_signals[tier.name] = await ctx.run(
                     signals.tier, policy=name, namespace=namespace, tier=tier.name
                 )
         except PrometheusError as err:
@@ -441,7 +504,7 @@ async def reroute_policy(
         )
         if before is None or before.get("status") != cond["status"]:
             patch["conditions"] = _merge_condition(previous, cond)
-            if error:
+            if error and signals.client is not None:
                 events.warning(body, "SignalsAbsent", cond["message"])
     if spec_changed:
         patch["observedGeneration"] = meta.get("generation")
@@ -474,9 +537,7 @@ async def cache_status(
     now = _iso(_now()) or ""
     error = None
     try:
-        figures = await asyncio.to_thread(
-            signals.cache, policy=parsed.target_ref.name, namespace=namespace
-        )
+        figures = await ctx.run(signals.cache, policy=parsed.target_ref.name, namespace=namespace)
     except PrometheusError as err:
         figures, error = {}, str(err)
     patch: dict[str, Any] = {}

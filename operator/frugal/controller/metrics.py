@@ -12,6 +12,16 @@ WRITES = Counter(
     "Writes the operator sent to the API server, by verb and kind.",
     ["verb", "kind"],
 )
+API_REQUESTS = Counter(
+    "frugal_api_requests_total",
+    "Requests the operator's own client sent to the API server (reads and writes), by verb.",
+    ["verb"],
+)
+PROMETHEUS_QUERIES = Counter(
+    "frugal_prometheus_queries_total",
+    "PromQL queries the control loops sent, by outcome.",
+    ["result"],
+)
 RECONCILE_SECONDS = Histogram(
     "frugal_reconcile_duration_seconds",
     "Time to reconcile one endpoint.",

@@ -429,7 +429,7 @@ async def release_loading(body: kopf.Body, memo: Any, type: str | None, **_: Any
     """A frugal engine pod marked as loading changed: release its node once it is Ready."""
     if type == "DELETED" or getattr(memo, "ctx", None) is None:
         return
-    if await asyncio.to_thread(release_loading_pod, memo.ctx.api, body):
+    if await memo.ctx.run(release_loading_pod, memo.ctx.api, body):
         log.info(
             "%s/%s is Ready: its node may be disrupted again",
             body["metadata"]["namespace"],

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from urllib3.util.retry import Retry
 
+from frugal.controller.metrics import PROMETHEUS_QUERIES
 from frugal.policy.reroute import TierSignals
 from frugal.policy.scale import LoadSignals
 
@@ -140,7 +141,9 @@ class Signals:
                 promql, params={"timeout": f"{self.settings.timeout_seconds:g}s"}
             )
         except Exception as err:  # requests and client errors alike mean "no answer"
+            PROMETHEUS_QUERIES.labels("error").inc()
             raise PrometheusError(f"{type(err).__name__}: {err}") from err
+        PROMETHEUS_QUERIES.labels("ok").inc()
         if not result:
             return None
         value = float(result[0]["value"][1])

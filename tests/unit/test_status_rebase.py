@@ -1,0 +1,53 @@
+"""The scale loop's status patch, rebased on a fresh read before it is sent.
+
+Under load kopf delivers an endpoint's status seconds late; a patch computed from it must not
+undo what the reconciler wrote meanwhile, and must vanish when it changes nothing.
+"""
+
+from __future__ import annotations
+
+from frugal.controller.loops import rebase_patch
+
+
+def cond(ctype: str, status: str = "True", reason: str = "R") -> dict:
+    return {"type": ctype, "status": status, "reason": reason}
+
+
+def test_a_stale_conditions_list_keeps_the_conditions_written_since() -> None:
+    seen = {"conditions": [cond("SignalsAvailable", "False")]}
+    patch = {"conditions": [cond("SignalsAvailable")]}
+    live = {"conditions": [cond("Ready"), cond("Placed"), cond("SignalsAvailable", "False")]}
+    assert rebase_patch(seen, patch, live) == {
+        "conditions": [cond("Ready"), cond("Placed"), cond("SignalsAvailable")]
+    }
+
+
+def test_a_condition_already_live_is_not_sent_again() -> None:
+    seen: dict = {}
+    patch = {"conditions": [cond("SignalsAvailable", "False")]}
+    live = {"conditions": [cond("Ready"), cond("SignalsAvailable", "False")]}
+    assert rebase_patch(seen, patch, live) == {}
+
+
+def test_unchanged_conditions_of_the_stale_view_do_not_overwrite_live_ones() -> None:
+    seen = {"conditions": [cond("BudgetExceeded", "False"), cond("SignalsAvailable", "False")]}
+    patch = {"conditions": [cond("BudgetExceeded", "False"), cond("SignalsAvailable")]}
+    live = {"conditions": [cond("BudgetExceeded", "True"), cond("SignalsAvailable", "False")]}
+    assert rebase_patch(seen, patch, live) == {
+        "conditions": [cond("BudgetExceeded", "True"), cond("SignalsAvailable")]
+    }
+
+
+def test_objects_send_only_their_changed_keys() -> None:
+    seen = {"cost": {"hourlyUSD": 1.0, "source": "static"}}
+    patch = {"cost": {"hourlyUSD": 1.0, "source": "live", "tokensPerSecond": 5.0}}
+    live = {"cost": {"hourlyUSD": 2.0, "source": "static"}}  # the reconciler moved $/h
+    assert rebase_patch(seen, patch, live) == {"cost": {"source": "live", "tokensPerSecond": 5.0}}
+
+
+def test_none_deletes_and_absent_equals_none() -> None:
+    seen = {"autoscaler": {"replicas": 2, "zeroSince": "t0"}}
+    patch = {"autoscaler": {"replicas": 1, "awakeSince": None, "zeroSince": None}}
+    live = {"autoscaler": {"replicas": 2, "zeroSince": "t0"}}
+    assert rebase_patch(seen, patch, live) == {"autoscaler": {"replicas": 1, "zeroSince": None}}
+    assert rebase_patch(live, {"autoscaler": {"replicas": 2, "awakeSince": None}}, live) == {}
