@@ -165,7 +165,7 @@ class ControlPlane:
             raise TestbedError(f"CRDs not established: {out.stderr}")
         # Established comes before discovery serves the kinds; clients (kubectl explain, get by
         # short name) only see them once discovery does.
-        wanted = {"inferenceendpoints", "routingpolicies", "cachepolicies", "clusterkopfpeerings"}
+        wanted = {"inferenceendpoints", "routingpolicies", "cachepolicies"}
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             out = self.kubectl("api-resources", "-o", "name")

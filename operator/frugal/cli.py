@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 from typing import Annotated
 
@@ -80,17 +79,33 @@ def operator(
         list[str] | None,
         typer.Option("--namespace", "-n", help="Watch only these namespaces (repeatable)."),
     ] = None,
-    peering: Annotated[
+    leader_elect: Annotated[
         bool,
         typer.Option(
-            "--peering/--standalone",
-            help="Coordinate replicas through kopf peering so only one acts (HA).",
+            "--leader-elect/--standalone",
+            help="Act only while holding a coordination.k8s.io Lease, so that of several "
+            "replicas exactly one acts (HA). --standalone: act at once, alone (development).",
         ),
     ] = True,
-    priority: Annotated[
-        int | None,
-        typer.Option(help="Peering priority; random by default so replicas never tie."),
+    lease_name: Annotated[
+        str, typer.Option(help="Name of the leader election Lease.")
+    ] = "frugal-operator",
+    lease_namespace: Annotated[
+        str | None,
+        typer.Option(
+            help="Namespace of the Lease; default: $POD_NAMESPACE, else the pod's own, else "
+            "the first --namespace, else default."
+        ),
     ] = None,
+    lease_duration: Annotated[
+        float, typer.Option(help="Seconds a standby waits for a silent leader.")
+    ] = 15.0,
+    renew_deadline: Annotated[
+        float, typer.Option(help="Seconds the leader keeps acting without a renewal.")
+    ] = 10.0,
+    retry_period: Annotated[
+        float, typer.Option(help="Seconds between renewals and between acquisition attempts.")
+    ] = 2.0,
     liveness: Annotated[
         str | None,
         typer.Option(help="Serve a liveness probe here, e.g. http://0.0.0.0:8080/healthz"),
@@ -101,39 +116,44 @@ def operator(
     ] = None,
 ) -> None:
     """Run the operator (reconciles InferenceEndpoints into vLLM Deployments)."""
+    import asyncio
+
     import kopf
     import prometheus_client
 
-    from frugal.controller.operator import (
-        api_client,
-        build_registry,
-        ensure_peering,
-        operator_settings,
-    )
+    from frugal.controller import leader
+    from frugal.controller.operator import api_client, build_registry, operator_settings, run
     from frugal.settings import load_settings
 
     kopf.configure(
         verbose=False,
         log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.PLAIN,
     )
+    try:
+        timings = leader.Timings(lease_duration, renew_deadline, retry_period)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
     settings = load_settings(settings_file)
     if metrics_port is not None:
         prometheus_client.start_http_server(metrics_port)
-    # kopf lets every replica of the *same* priority act (with a warning), so replicas must
-    # differ: the highest acts, the others wait until its peering record expires.
-    if priority is None:
-        priority = secrets.randbelow(2**31 - 1) + 1
-    if peering:
-        with api_client() as api:
-            ensure_peering(api, namespace or [])
-    kopf.run(
-        registry=build_registry(settings),
-        settings=operator_settings(peering=peering, lifetime=settings.peering_lifetime_seconds),
-        clusterwide=not namespace,
-        namespaces=namespace or (),
-        standalone=not peering,
-        priority=priority,
-        liveness_endpoint=liveness,
+    namespaces = list(namespace or [])
+    elector = None
+    if leader_elect:
+        elector = leader.LeaseElector(
+            api_client(),
+            namespace=leader.lease_namespace(lease_namespace, namespaces),
+            name=lease_name,
+            me=leader.identity(),
+            timings=timings,
+        )
+    asyncio.run(
+        run(
+            registry=build_registry(settings),
+            settings=operator_settings(),
+            namespaces=namespaces,
+            elector=elector,
+            liveness=liveness,
+        )
     )
 
 

@@ -114,8 +114,6 @@ class Settings(_Settings):
     """Karpenter NodePools frugal provisions for its placement (profile karpenter)."""
     field_manager: str = "frugal"
     reconcile_interval_seconds: float = Field(default=60, gt=0)
-    peering_lifetime_seconds: int = Field(default=60, ge=5)
-    """How long a silent active replica is trusted before a standby takes over."""
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -143,8 +143,6 @@ def test_helm_install_upgrade_uninstall(cluster, namespace: str) -> None:
             ("delete", "poddisruptionbudgets.policy"),
             ("create", "events"),
             ("watch", "pods"),
-            ("create", "clusterkopfpeerings.kopf.dev"),
-            ("patch", "clusterkopfpeerings.kopf.dev"),
             ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
         ]:
             assert can(cluster, operator, verb, resource, other), (verb, resource)
@@ -164,6 +162,13 @@ def test_helm_install_upgrade_uninstall(cluster, namespace: str) -> None:
         ]:
             assert not can(cluster, operator, verb, resource, other), (verb, resource)
             assert not can(cluster, operator, verb, resource, namespace), (verb, resource)
+        # The leader election Lease: by name, in the release namespace only.
+        assert can(
+            cluster, operator, "update", "leases.coordination.k8s.io/frugal-operator", namespace
+        )
+        assert can(cluster, operator, "create", "leases.coordination.k8s.io", namespace)
+        assert not can(cluster, operator, "update", "leases.coordination.k8s.io/other", namespace)
+        assert not can(cluster, operator, "create", "leases.coordination.k8s.io", other)
 
         # Upgrade: the gateway, with a Secret mounted (never readable through the API).
         helm(
@@ -212,7 +217,7 @@ def test_helm_install_upgrade_uninstall(cluster, namespace: str) -> None:
     assert not exists(cluster, "clusterrole/frugal-operator-cluster")
     assert not exists(cluster, "clusterrole/frugal-gateway")
     # Helm never deletes what it installed from crds/: the kinds and everyone's objects stay.
-    for crd in ("inferenceendpoints.frugal.dev", "clusterkopfpeerings.kopf.dev"):
+    for crd in ("inferenceendpoints.frugal.dev", "routingpolicies.frugal.dev"):
         assert exists(cluster, f"crd/{crd}")
 
 
@@ -287,7 +292,7 @@ def test_operator_runs_on_the_charts_service_account(cluster, namespace, tmp_pat
     port = free_port()
     args = local_args(container_args(docs, "frugal-operator"), settings_file, port)
     assert args[0] == "operator"
-    assert "--peering" in args  # the chart's default: peering objects are created at start
+    assert "--leader-elect" in args  # the chart's default: it acts once it holds the Lease
 
     set_args = ["--set", f"watchNamespaces={{{watched}}}", "--set", "gateway.enabled=true"]
     helm("install", "frugal", str(CHART), "-n", namespace, *set_args, kubeconfig=cluster.kubeconfig)
@@ -297,15 +302,17 @@ def test_operator_runs_on_the_charts_service_account(cluster, namespace, tmp_pat
         sa = token_kubeconfig(cluster, namespace, "frugal", tmp_path / "sa.kubeconfig")
         proc = subprocess.Popen(
             [sys.executable, "-m", "frugal.cli", *args],
-            env={**os.environ, "KUBECONFIG": str(sa)},
+            # What the downward API gives the pod: the Lease lives in the release namespace.
+            env={**os.environ, "KUBECONFIG": str(sa), "POD_NAMESPACE": namespace},
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
         wait_for(lambda: healthy(port), what="the liveness endpoint the probe uses")
+        lease = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/frugal-operator"
         wait_for(
-            lambda: kube.get(cluster.api, "kopf.dev/v1", "KopfPeering", watched, "frugal"),
-            what="the operator's KopfPeering",
+            lambda: kube.request(cluster.api, "GET", lease)["spec"].get("holderIdentity"),
+            what="the operator to hold its Lease",
         )
         cluster.apply(endpoint(watched))
         wait_for(

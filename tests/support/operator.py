@@ -35,7 +35,7 @@ def running_operator(
         with KopfRunner(
             args,
             registry=registry or build_registry(settings),
-            settings=operator_settings(peering=False),
+            settings=operator_settings(),
             timeout=60,
         ) as runner:
             yield runner

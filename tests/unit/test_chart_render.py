@@ -42,6 +42,7 @@ from support.chart import (
 )
 
 SETS = value_sets()
+DEFAULT_ELECTION = yaml.safe_load((CHART / "values.yaml").read_text())["operator"]["leaderElection"]
 RECOMMENDED = (
     "app.kubernetes.io/name",
     "app.kubernetes.io/instance",
@@ -96,8 +97,6 @@ def test_bundle_holds_namespace_crds_and_the_default_chart() -> None:
         "inferenceendpoints.frugal.dev",
         "routingpolicies.frugal.dev",
         "cachepolicies.frugal.dev",
-        "clusterkopfpeerings.kopf.dev",
-        "kopfpeerings.kopf.dev",
     }
     kinds = [(d["kind"], d["metadata"]["name"]) for d in docs]
     # The documented uninstall (`-l helm.sh/chart`) removes everything but CRDs and Namespace.
@@ -134,7 +133,7 @@ def test_kustomize_base_is_the_bundle_and_the_ha_overlay_builds() -> None:
     operator = one(overlay, "Deployment", "frugal-operator")
     assert operator["spec"]["replicas"] == 2
     assert operator["spec"]["strategy"]["type"] == "RollingUpdate"
-    assert "--peering" in operator["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--leader-elect" in operator["spec"]["template"]["spec"]["containers"][0]["args"]
     one(overlay, "PodDisruptionBudget", "frugal-operator")
     (settings,) = [
         d for d in find(overlay, "ConfigMap") if d["metadata"]["name"].startswith("frugal-")
@@ -209,7 +208,16 @@ def test_operator_arguments_parse_with_the_frugal_cli(rendered) -> None:
     assert not unknown, f"`frugal operator` has no {sorted(unknown)}"
     ctx = command.make_context("operator", list(args[1:]))
     assert str(ctx.params["settings_file"]) == "/etc/frugal/settings.yaml"
-    assert ctx.params["peering"] is values.get("operator", {}).get("peering", True)
+    election = {**DEFAULT_ELECTION, **values.get("operator", {}).get("leaderElection", {})}
+    assert ctx.params["leader_elect"] is election["enabled"]
+    if election["enabled"]:
+        assert ctx.params["lease_name"] == "frugal-operator"
+        assert ctx.params["lease_duration"] == election["leaseDurationSeconds"]
+        assert ctx.params["renew_deadline"] == election["renewDeadlineSeconds"]
+        assert ctx.params["retry_period"] == election["retryPeriodSeconds"]
+    env = {e["name"]: e for e in pod_specs(docs)["frugal-operator"]["containers"][0]["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert sorted(ctx.params["namespace"] or []) == sorted(values.get("watchNamespaces", []))
     spec = pod_specs(docs)["frugal-operator"]
     container = spec["containers"][0]
@@ -276,7 +284,7 @@ def test_rbac_grants_only_what_the_operator_uses(rendered) -> None:
 
 
 def test_operator_rules_cover_every_kind_it_writes() -> None:
-    """What operator/frugal/controller writes (children, status, events, peering) is granted."""
+    """What operator/frugal/controller writes (children, status, events, its Lease) is granted."""
     from frugal.controller.children import CHILD_KINDS
 
     docs = template()
@@ -302,9 +310,22 @@ def test_operator_rules_cover_every_kind_it_writes() -> None:
             assert allowed("frugal.dev", res, verb)
         assert allowed("frugal.dev", f"{res}/status", "patch")
     assert allowed("", "events", "create")
-    for verb in ("get", "list", "watch", "patch", "create"):
-        assert allowed("kopf.dev", "clusterkopfpeerings", verb)
     assert allowed("", "pods", "watch")  # the spot-interruption index
+    # The Lease: read and renewed by name, in the release namespace only.
+    (lease_role,) = find(docs, "Role", "frugal-operator-leader-election")
+    assert lease_role["metadata"]["namespace"] == "frugal-system"
+    by_name, create = lease_role["rules"]
+    assert by_name == {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "resourceNames": ["frugal-operator"],
+        "verbs": ["get", "update"],
+    }
+    assert create["verbs"] == ["create"]
+    assert "resourceNames" not in create
+    (binding,) = find(docs, "RoleBinding", "frugal-operator-leader-election")
+    assert binding["subjects"][0]["name"] == "frugal"
+    assert not any("coordination.k8s.io" in r["apiGroups"] for r in rules)
 
 
 def test_operator_may_write_only_the_gateway_configmap() -> None:
@@ -316,7 +337,7 @@ def test_operator_may_write_only_the_gateway_configmap() -> None:
     assert named["resourceNames"] == ["frugal-gateway", "frugal-gateway-base"]
     assert named["verbs"] == ["get", "patch"]
     assert create == {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]}
-    assert not find(template(), "Role")
+    assert not find(template(), "Role", "frugal-operator-gateway-config")
     cluster = [r for d in find(docs, "ClusterRole") for r in d["rules"]]
     assert not [r for r in cluster if "configmaps" in r["resources"]]
 
@@ -360,24 +381,28 @@ def test_defaults_render_one_operator_and_nothing_optional() -> None:
     assert operator["spec"]["template"]["spec"]["containers"][0]["image"] == (
         f"ghcr.io/frugal-dev/frugal:{__version__}"
     )
-    assert "--peering" in container_args(docs, "frugal-operator")
+    assert "--leader-elect" in container_args(docs, "frugal-operator")
     assert {d["kind"] for d in docs} == {
         "ServiceAccount",
         "ConfigMap",
         "ClusterRole",
         "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
         "Deployment",
     }
     assert not [d for d in docs if d["apiVersion"].startswith("monitoring.coreos.com")]
 
 
-def test_ha_runs_two_peering_replicas_with_rolling_updates_and_a_pdb() -> None:
+def test_ha_runs_two_electing_replicas_with_rolling_updates_and_a_pdb() -> None:
     docs = template(SETS["ha"])
     operator = one(docs, "Deployment", "frugal-operator")
     assert operator["spec"]["replicas"] == 2
     assert operator["spec"]["strategy"]["type"] == "RollingUpdate"
     assert operator["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
-    assert "--peering" in container_args(docs, "frugal-operator")
+    args = container_args(docs, "frugal-operator")
+    assert "--leader-elect" in args
+    assert "--lease-duration=20" in args  # ci/ha-values.yaml
     assert one(docs, "PodDisruptionBudget", "frugal-operator")["spec"]["maxUnavailable"] == 1
     affinity = operator["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
     assert affinity["preferredDuringSchedulingIgnoredDuringExecution"]
@@ -412,13 +437,16 @@ def test_watch_namespaces_use_roles_and_no_cluster_wide_writes() -> None:
     roles = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in find(docs, "Role")}
     assert roles == {
         (ns, n) for ns in NAMESPACED for n in ("frugal-operator", "frugal-gateway")
-    } | {("frugal-system", "frugal-operator-gateway-config")}
+    } | {
+        ("frugal-system", "frugal-operator-gateway-config"),
+        ("frugal-system", "frugal-operator-leader-election"),
+    }
     bindings = {
         (d["metadata"]["namespace"], d["roleRef"]["name"]) for d in find(docs, "RoleBinding")
     }
     assert roles == bindings
     for role in find(docs, "Role", "frugal-operator"):
-        assert role["rules"][0]["resources"] == ["kopfpeerings"]
+        assert not any("coordination.k8s.io" in r["apiGroups"] for r in role["rules"])
 
 
 def test_gateway_renders_deployment_service_pdb_and_base_config() -> None:
@@ -568,7 +596,12 @@ BAD_VALUES = [
         "missing properties",
     ),
     ({"settings": {"engine": {"cpuPerGpu": 4}}}, "/settings/engine/cpuPerGpu", "want string"),
-    ({"settings": {"peeringLifetimeSeconds": 1}}, "/settings/peeringLifetimeSeconds", "minimum"),
+    ({"settings": {"peeringLifetimeSeconds": 60}}, "/settings", "'peeringLifetimeSeconds' not"),
+    (
+        {"operator": {"leaderElection": {"retryPeriodSeconds": 0}}},
+        "/operator/leaderElection/retryPeriodSeconds",
+        "exclusiveMinimum",
+    ),
     (
         {"settings": {"loops": {"scaleIntervalSeconds": 0}}},
         "/settings/loops/scaleIntervalSeconds",
@@ -587,8 +620,8 @@ BAD_VALUES = [
     ),
     ({"gateway": {"port": 70000}}, "/gateway/port", "maximum"),
     (
-        {"ha": {"enabled": True}, "operator": {"peering": False}},
-        "/operator/peering",
+        {"ha": {"enabled": True}, "operator": {"leaderElection": {"enabled": False}}},
+        "/operator/leaderElection/enabled",
         "value must be true",
     ),
     (
@@ -614,12 +647,21 @@ def test_schema_refuses_bad_values_naming_the_field(values, where: str, why: str
     assert "values don't meet the specifications of the schema" in out.stderr
 
 
-def test_template_refuses_replicas_without_peering() -> None:
+def test_template_refuses_replicas_without_leader_election() -> None:
+    standalone = {"enabled": False}
     out = template_process(
-        {"operator": {"replicas": 2, "peering": False, "strategy": "RollingUpdate"}}
+        {"operator": {"replicas": 2, "leaderElection": standalone, "strategy": "RollingUpdate"}}
     )
     assert out.returncode != 0
-    assert "operator.replicas > 1 requires operator.peering=true" in out.stderr
+    assert "operator.replicas > 1 requires operator.leaderElection.enabled=true" in out.stderr
+    out = template_process(
+        {"operator": {"leaderElection": standalone, "strategy": "RollingUpdate"}}
+    )
+    assert "RollingUpdate requires operator.leaderElection.enabled=true" in out.stderr
+    out = template_process(
+        {"operator": {"leaderElection": {"leaseDurationSeconds": 10, "renewDeadlineSeconds": 10}}}
+    )
+    assert "leaseDurationSeconds must exceed renewDeadlineSeconds" in out.stderr
     out = template_process({"operator": {"replicas": 2}})
     assert "needs operator.strategy=RollingUpdate" in out.stderr
 

@@ -102,11 +102,18 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{- define "frugal.validate" -}}
-{{- if and .Values.ha.enabled (not .Values.operator.peering) }}
-{{- fail "ha.enabled requires operator.peering=true: without peering every replica would act" }}
+{{- $elect := .Values.operator.leaderElection }}
+{{- if and .Values.ha.enabled (not $elect.enabled) }}
+{{- fail "ha.enabled requires operator.leaderElection.enabled=true: without it every replica would act" }}
 {{- end }}
-{{- if and (gt (int .Values.operator.replicas) 1) (not .Values.operator.peering) }}
-{{- fail "operator.replicas > 1 requires operator.peering=true: without peering every replica would act" }}
+{{- if and (gt (int .Values.operator.replicas) 1) (not $elect.enabled) }}
+{{- fail "operator.replicas > 1 requires operator.leaderElection.enabled=true: without it every replica would act" }}
+{{- end }}
+{{- if and (eq (include "frugal.operatorStrategy" .) "RollingUpdate") (not $elect.enabled) }}
+{{- fail "operator.strategy=RollingUpdate requires operator.leaderElection.enabled=true: old and new pod would act at once" }}
+{{- end }}
+{{- if and $elect.enabled (not (gt (float64 $elect.leaseDurationSeconds) (float64 $elect.renewDeadlineSeconds))) }}
+{{- fail "operator.leaderElection: leaseDurationSeconds must exceed renewDeadlineSeconds, or two replicas could act at once" }}
 {{- end }}
 {{- if and (gt (int .Values.operator.replicas) 1) (eq .Values.operator.strategy "Recreate") (not .Values.ha.enabled) }}
 {{- fail "operator.replicas > 1 needs operator.strategy=RollingUpdate (or ha.enabled=true)" }}
@@ -140,16 +147,17 @@ the static frugal-gateway-base the chart provides). */}}
 - apiGroups: [frugal.dev]
   resources: [inferenceendpoints/finalizers]
   verbs: [update]
-# Children: server-side apply (patch; create when new), prune (delete), readiness (watch).
+# Children: server-side apply (patch; create when new), prune (delete), and watch (the
+# reconciler keeps an index of every child, and of Deployments' readiness).
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, list, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [get, list, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 # Decisions a user should see.
 - apiGroups: [""]
   resources: [events]

@@ -1,26 +1,34 @@
 """Shell: assemble and run the kopf operator.
 
 Everything is registered into an explicit registry (no import-time side effects), so tests can
-run exactly the production wiring in-process with ``kopf.testing.KopfRunner``.
+run exactly the production wiring in-process with ``kopf.testing.KopfRunner``. ``run`` is the
+process: a liveness endpoint, the leader election (``leader.py``), and kopf started only once
+this replica holds the Lease.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import os
+import signal
+import sys
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import kopf
 import kubernetes
+from aiohttp import web
 from kubernetes.client import ApiClient
 
-from frugal import kube
-from frugal.controller import endpoints, gateways, loops, nodepools
+from frugal.controller import endpoints, gateways, leader, loops, nodepools
 from frugal.settings import Settings
 from frugal.signals.prometheus import Signals
 
-PEERING_NAME = "frugal"
+LOST_EXIT_CODE = 3
+"""Exit status when the Lease was lost: the process restarts clean, as client-go's do."""
 
 
 def api_client() -> ApiClient:
@@ -37,24 +45,6 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
         return kopf.login_with_service_account(**kwargs)
     return kopf.login_with_kubeconfig(**kwargs)
-
-
-def ensure_peering(api: ApiClient, namespaces: list[str]) -> None:
-    """Create the peering object(s) kopf coordinates through; kopf does not create them."""
-    meta = {"name": PEERING_NAME, "labels": {"app.kubernetes.io/part-of": "frugal"}}
-    if not namespaces:
-        kube.create_if_missing(
-            api, {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": meta}
-        )
-    for ns in namespaces:
-        kube.create_if_missing(
-            api,
-            {
-                "apiVersion": "kopf.dev/v1",
-                "kind": "KopfPeering",
-                "metadata": {**meta, "namespace": ns},
-            },
-        )
 
 
 def aws_prices(settings: Settings) -> Any:
@@ -76,7 +66,7 @@ def aws_prices(settings: Settings) -> Any:
     )
 
 
-def operator_settings(*, peering: bool, lifetime: int = 60) -> kopf.OperatorSettings:
+def operator_settings() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     # kopf's bookkeeping lives in status, never in the user's metadata or spec.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
@@ -86,10 +76,9 @@ def operator_settings(*, peering: bool, lifetime: int = 60) -> kopf.OperatorSett
     settings.persistence.finalizer = "frugal.dev/finalizer"
     # Events are for decisions a user should see; kopf's per-handler chatter stays in logs.
     settings.posting.level = logging.WARNING
-    settings.peering.name = PEERING_NAME
-    settings.peering.mandatory = peering
-    settings.peering.standalone = not peering
-    settings.peering.lifetime = lifetime
+    # One replica acts because only the Lease holder runs kopf at all (see ``run``); kopf's
+    # own peering stays off.
+    settings.peering.standalone = True
     settings.watching.server_timeout = 300
     settings.queueing.error_delays = (1, 2, 5, 10, 30, 60)
     return settings
@@ -130,3 +119,89 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     gateways.register(registry)
     nodepools.register(registry, settings)
     return registry
+
+
+# --- the process ------------------------------------------------------------------------------
+
+
+async def serve_health(url: str, state: Callable[[], dict[str, Any]]) -> web.AppRunner:
+    """``/healthz`` for the kubelet, answered by standby and leader alike (the event loop is
+    alive); the body says which one this replica is."""
+    parts = urlsplit(url)
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response(state())
+
+    app = web.Application()
+    app.router.add_get(parts.path or "/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, parts.hostname or "0.0.0.0", parts.port or 8080).start()
+    return runner
+
+
+def exit_now(err: BaseException) -> None:
+    """Stop acting at once: no graceful kopf shutdown, whose handlers could still write."""
+    logging.getLogger("frugal.leader").critical("leadership lost (%s); exiting", err)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(LOST_EXIT_CODE)
+
+
+async def run(
+    *,
+    registry: kopf.OperatorRegistry,
+    settings: kopf.OperatorSettings,
+    namespaces: list[str],
+    elector: leader.LeaseElector | None,
+    liveness: str | None = None,
+    on_lost: Callable[[leader.LeaseLostError], None] = exit_now,
+) -> None:
+    """Stand by until the Lease is ours, then run kopf while renewing it.
+
+    kopf starts only after the Lease is acquired rather than running paused: kopf's only pause
+    switch is its peering, and a standby that watches nothing cannot act by mistake and costs
+    the API server nothing. On SIGTERM kopf stops its handlers, then the Lease is released so
+    the standby takes over at its next retry; a lost Lease ends the process at once
+    (``on_lost``) and the Deployment restarts it as a new candidate.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)  # kopf installs its own once it runs
+    started = asyncio.Event()
+
+    def state() -> dict[str, Any]:
+        if elector is None:
+            return {"role": "standalone", "running": started.is_set()}
+        role = "leader" if elector.is_leader else "standby"
+        return {"role": role, "identity": elector.me, "holder": elector.holder}
+
+    health = await serve_health(liveness, state) if liveness else None
+    halt_renewals: Callable[[], None] | None = None
+    try:
+        if elector is not None:
+            if not await elector.acquire(stop):
+                return
+            # On a thread: a busy event loop must not cost a healthy leader its Lease.
+            halt_renewals = elector.renew_in_thread(on_lost)
+        started.set()
+        await kopf.operator(
+            registry=registry,
+            settings=settings,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=True,
+            stop_flag=stop,
+        )
+    finally:
+        if halt_renewals is not None:
+            await asyncio.to_thread(halt_renewals)
+        if elector is not None:
+            if elector.is_leader:
+                await asyncio.to_thread(elector.release)
+            elector.close()
+        if health is not None:
+            await health.cleanup()
