@@ -12,13 +12,21 @@ matrix product, and a sample of queries is checked against a real ``MemoryStore.
 Questions go through ``cachekeys.semantic_query`` (whitespace-normalised last user message)
 exactly as in a chat request.
 
-Speed. Embedding latency of ``MiniLMEmbedder.embed([question])`` (the call the cache makes, in
-its worker thread), and lookup latency (``store.search``, the step after embedding) with
-100,000 entries in one scope (the 10,003 real ones plus 89,997 random unit vectors that never
-match): for the in-memory store and for the Redis store (a private ``redis-server`` on a free
-loopback port), warm (this replica has already seen every entry) and cold (the first search of
-a replica that has not); and a plain numpy brute-force scan (matrix @ vector, argmax) as the
-floor of any linear scan.
+Speed. Embedding latency of ``MiniLMEmbedder.embed([question])`` (the call the cache makes)
+one request at a time, and with 64 requests at once (the embedder micro-batches them); the
+model's cost per question in batches of 32. Lookup latency (``store.search``, the step after
+embedding) with 1,000, 10,003 and 100,000 entries in one scope (the real entries, plus random
+unit vectors that never match beyond 10,003): for the in-memory store and for the Redis store
+(a private ``redis-server`` on a free loopback port; a second store instance is a second
+replica, whose first search catches up from the scope's stream), and a plain numpy brute-force
+scan (matrix @ vector, argmax) as the floor of any exact scan. The stores search an HNSW index
+(approximate): each store's answers are compared with an exact search (``best_accepted`` over
+all cosine scores, same guard) on the same queries.
+
+Throughput (``--phases throughput``). A gateway with the semantic cache on (MiniLM, memory
+store) in front of an engine simulator, driven at fixed rates by bench_gateway_overhead.py's
+open-loop generator with distinct questions (every request embeds, searches and stores); the
+same for the tree before this change (``--before REV``, extracted with ``git archive``).
 
 Peer. redisvl's ``SemanticCache`` (PyPI ``redisvl``, run from ``--peers-venv`` in its own
 process) on the same data with the same MiniLM vectors (a ``CustomVectorizer`` that returns
@@ -33,20 +41,14 @@ Embeddings of the 13,083 questions take minutes on two cores; they are cached un
 
 Usage: .venv/bin/python bench/bench_semantic_cache.py [--peers-venv /tmp/peers-venv]
        [--latency-queries 300] [--entries 100000] [--json out.json]
+       [--phases quality,latency,peer] | [--phases throughput --before REV --rates 20,40,80]
 """
 
 from __future__ import annotations
 
-# frugal.gateway first: it limits OpenBLAS to one thread, which only works before numpy loads
-# (with two BLAS threads the embedder is several times slower on this machine). The redisvl
-# peer runs this file in the peers' venv, where frugal is not installed.
-import contextlib
-
-with contextlib.suppress(ImportError):
-    import frugal.gateway  # noqa: F401
-
 import argparse
 import asyncio
+import contextlib
 import csv
 import hashlib
 import json
@@ -92,7 +94,6 @@ _MODEL: Any = None
 
 def _init_worker() -> None:
     global _MODEL  # noqa: PLW0603  (one model per worker process)
-    import frugal.gateway  # noqa: F401  (one BLAS thread, before numpy)
     from frugal.gateway import minilm
 
     _MODEL = minilm.load()
@@ -218,7 +219,8 @@ async def check_against_store(  # noqa: PLR0917
 # --- speed ----------------------------------------------------------------------------------
 
 
-async def embedding_latency(texts: list[str]) -> dict[str, float]:
+async def embedding_latency(texts: list[str]) -> dict[str, Any]:
+    """One request at a time; 64 at once (micro-batched); the model's cost in batches of 32."""
     from frugal.gateway.embed import MiniLMEmbedder
 
     embedder = MiniLMEmbedder()
@@ -228,7 +230,25 @@ async def embedding_latency(texts: list[str]) -> dict[str, float]:
         t0 = time.perf_counter()
         await embedder.embed([text])
         times.append(time.perf_counter() - t0)
-    return {"p50_ms": pct(times, 50) * 1e3, "p99_ms": pct(times, 99) * 1e3, "n": len(times)}
+    out: dict[str, Any] = {"single": summary(times)}
+
+    async def timed(text: str) -> float:
+        t0 = time.perf_counter()
+        await embedder.embed([text])
+        return time.perf_counter() - t0
+
+    concurrent: list[float] = []
+    embedder.batcher.max_wait = float("inf")  # measure batching, not the overload bound
+    t0 = time.perf_counter()
+    for at in range(0, len(texts), 64):
+        concurrent += await asyncio.gather(*(timed(t) for t in texts[at : at + 64]))
+    wall = time.perf_counter() - t0
+    out["concurrent"] = summary(concurrent) | {"per_question_ms": wall / len(concurrent) * 1e3}
+    t0 = time.perf_counter()
+    for at in range(0, len(texts), 32):
+        embedder.model.embed(texts[at : at + 32])
+    out["batch32_per_question_ms"] = (time.perf_counter() - t0) / len(texts) * 1e3
+    return out
 
 
 def synthetic(n: int, dim: int, seed: int = 7) -> np.ndarray:
@@ -239,25 +259,96 @@ def synthetic(n: int, dim: int, seed: int = 7) -> np.ndarray:
 
 async def timed_searches(
     store: Any, queries: np.ndarray, texts: list[str], budget_s: float = 45.0
-) -> list[float]:
-    """Latency of store.search per query (as many queries as fit in ``budget_s``)."""
+) -> tuple[list[float], list[Any]]:
+    """Latency and answer of store.search per query (as many queries as fit in ``budget_s``)."""
     from frugal.gateway import guard
 
     times: list[float] = []
+    answers: list[Any] = []
     deadline = time.perf_counter() + budget_s
     for v, q in zip(queries, texts, strict=True):
         if times and time.perf_counter() > deadline:
             break
         t0 = time.perf_counter()
-        await store.search(
+        found = await store.search(
             SCOPE, "c", v, LOOKUP_THRESHOLD, lambda cached, q=q: guard.compatible(cached, q)
         )
         times.append(time.perf_counter() - t0)
-    return times
+        answers.append(found[0]["n"] if found else None)
+    return times, answers
 
 
 def summary(times: list[float]) -> dict[str, float]:
     return {"p50_ms": pct(times, 50) * 1e3, "p99_ms": pct(times, 99) * 1e3, "n": len(times)}
+
+
+def exact_answers(
+    vectors: np.ndarray, texts: list[str], queries: np.ndarray, query_texts: list[str]
+) -> list[int | None]:
+    """What an exact search (every score, same threshold and guard) answers per query."""
+    from frugal.gateway import guard
+    from frugal.gateway.store import best_accepted
+
+    out: list[int | None] = []
+    for v, q in zip(queries, query_texts, strict=True):
+        found = best_accepted(
+            vectors @ v, LOOKUP_THRESHOLD, lambda j, q=q: guard.compatible(texts[j], q)
+        )
+        out.append(found[0] if found else None)
+    return out
+
+
+async def redis_rows(  # noqa: PLR0917
+    url: str,
+    vectors: np.ndarray,
+    texts: list[str],
+    queries: np.ndarray,
+    query_texts: list[str],
+    want: list[Any],
+    out: dict[str, Any],
+) -> None:
+    """Fill a RedisStore, then search it from another replica: first search, then warm."""
+    import redis.asyncio as redis
+
+    from frugal.gateway.store import RedisStore
+
+    size = len(vectors)
+    answer = {"choices": [{"message": {"content": "An answer of a few words."}}]}
+    client = redis.from_url(url, socket_timeout=60)
+    await client.flushall()
+    writer = RedisStore(client, "frugal:cache:bench/semantic:", size + 1)
+    t0 = time.perf_counter()
+    limit = asyncio.Semaphore(32)
+
+    async def add(
+        n: int, v: np.ndarray, q: str, store: RedisStore = writer, limit: Any = limit
+    ) -> None:
+        async with limit:
+            entry = answer | {"n": n}
+            await store.add(SCOPE, context="c", vector=v, query=q, entry=entry, ttl=3600)
+
+    for at in range(0, size, 2000):
+        chunk = zip(vectors[at : at + 2000], texts[at : at + 2000], strict=True)
+        await asyncio.gather(*(add(at + k, v, q) for k, (v, q) in enumerate(chunk)))
+    out["fill"][f"redis {size}"] = time.perf_counter() - t0
+    # another replica: its first search reads the scope's stream and builds its index (in the
+    # background when the stream is long: that search is a miss, and so are the ones until done)
+    replica = RedisStore(client, "frugal:cache:bench/semantic:", size + 1)
+    t0 = time.perf_counter()
+    first, _ = await timed_searches(replica, queries[:1], query_texts[:1])
+    mirror = replica._mirrors[SCOPE]
+    if mirror.catching_up is not None:
+        await mirror.catching_up
+    out["catch_up"][str(size)] = {
+        "first_search_ms": first[0] * 1e3,
+        "ready_s": time.perf_counter() - t0,
+        "entries": len(mirror.entries),
+    }
+    times, got = await timed_searches(replica, queries, query_texts)
+    out["rows"].setdefault("frugal RedisStore.search, warm replica", {})[str(size)] = summary(times)
+    same = sum(g == w for g, w in zip(got, want, strict=False))
+    out["agree"][f"redis {size}"] = [same, len(got)]
+    await client.aclose()
 
 
 async def lookup_latency(
@@ -268,25 +359,27 @@ async def lookup_latency(
     sizes: list[int],
 ) -> dict[str, Any]:
     """Search latency of each store with the real entries plus random ones up to each size."""
-    from frugal.gateway.store import MemoryStore, RedisStore
+    from frugal.gateway.store import MemoryStore
     from frugal.gateway.testing import RedisServer
 
-    extra = synthetic(max(sizes) - len(train_q), train_v.shape[1])
+    extra = synthetic(max(max(sizes) - len(train_q), 1), train_v.shape[1])
     all_v = np.concatenate([train_v, extra])
     all_q = train_q + [f"synthetic question {k}" for k in range(len(extra))]
-    entry = {"body": {"choices": [{"message": {"content": "An answer of a few words."}}]}}
-    out: dict[str, Any] = {"sizes": sizes, "rows": {}, "fill": {}}
+    answer = {"choices": [{"message": {"content": "An answer of a few words."}}]}
+    out: dict[str, Any] = {"sizes": sizes, "rows": {}, "fill": {}, "agree": {}, "catch_up": {}}
 
     def row(name: str, size: int, times: list[float]) -> None:
         out["rows"].setdefault(name, {})[str(size)] = summary(times)
+
+    def agree(name: str, size: int, got: list[Any], want: list[Any]) -> None:
+        same = sum(g == w for g, w in zip(got, want, strict=False))
+        out["agree"][f"{name} {size}"] = [same, len(got)]
 
     server = RedisServer().start()
     out["redis_server"] = subprocess.run(
         [server.binary, "--version"], capture_output=True, text=True, check=False
     ).stdout.split()[2]
     try:
-        import redis.asyncio as redis
-
         for size in sizes:
             vectors, texts = all_v[:size], all_q[:size]
             matrix = np.ascontiguousarray(vectors)
@@ -296,45 +389,118 @@ async def lookup_latency(
                 int(np.argmax(matrix @ v))
                 times.append(time.perf_counter() - t0)
             row("numpy brute force (matrix @ q, argmax)", size, times)
+            want = exact_answers(matrix, texts, queries, query_texts)
 
             memory = MemoryStore(max_entries=size + 1)
             t0 = time.perf_counter()
-            for v, q in zip(vectors, texts, strict=True):
+            for n, (v, q) in enumerate(zip(vectors, texts, strict=True)):
+                entry = answer | {"n": n}
                 await memory.add(SCOPE, context="c", vector=v, query=q, entry=entry, ttl=3600)
             out["fill"][f"memory {size}"] = time.perf_counter() - t0
-            row(
-                "frugal MemoryStore.search",
-                size,
-                await timed_searches(memory, queries, query_texts),
-            )
+            times, got = await timed_searches(memory, queries, query_texts)
+            row("frugal MemoryStore.search", size, times)
+            agree("memory", size, got, want)
             await memory.close()
 
-            client = redis.from_url(server.url, socket_timeout=60)
-            await client.flushall()
-            store = RedisStore(client, "frugal:cache:bench/semantic:", size + 1)
-            t0 = time.perf_counter()
-            limit = asyncio.Semaphore(32)
-
-            async def add(
-                v: np.ndarray, q: str, store: RedisStore = store, limit: Any = limit
-            ) -> None:
-                async with limit:
-                    await store.add(SCOPE, context="c", vector=v, query=q, entry=entry, ttl=3600)
-
-            for at in range(0, size, 2000):
-                chunk = zip(vectors[at : at + 2000], texts[at : at + 2000], strict=True)
-                await asyncio.gather(*(add(v, q) for v, q in chunk))
-            out["fill"][f"redis {size}"] = time.perf_counter() - t0
-            cold = []
-            for v, q in zip(queries[:3], query_texts[:3], strict=True):
-                store._mirror.clear()  # a replica that has not seen the entries yet
-                cold += await timed_searches(store, v[None, :], [q])
-            row("frugal RedisStore.search, cold replica (first search)", size, cold)
-            warm = await timed_searches(store, queries, query_texts)
-            row("frugal RedisStore.search, warm", size, warm)
-            await client.aclose()
+            await redis_rows(server.url, vectors, texts, queries, query_texts, want, out)
     finally:
         server.stop()
+    return out
+
+
+# --- throughput of a gateway with the semantic cache on ---------------------------------------
+
+
+def embed_busy(port: int) -> float:
+    """Requests that skipped the semantic lookup because the embedder was busy, so far."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "frugal_gateway_cache_errors_total"
+        and sample.labels.get("operation") == "embed_busy"
+    )
+
+
+def gateway_throughput(rates: list[float], duration: float, before: str | None) -> dict[str, Any]:
+    """Latency at fixed request rates of a gateway whose every request embeds and searches."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_gateway_overhead as overhead
+    import yaml
+
+    work = Path(tempfile.mkdtemp(prefix="bench-semantic-rps-"))
+    trees: dict[str, str | None] = {"after (this tree)": None}
+    if before:
+        root = work / "before"
+        root.mkdir()
+        archive = subprocess.run(
+            ["git", "archive", before, "operator"],
+            capture_output=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        subprocess.run(["tar", "-x", "-C", str(root)], input=archive.stdout, check=True)
+        trees[f"before ({before})"] = str(root / "operator")
+    sim_port = overhead.free_port()
+    sim_url = f"http://127.0.0.1:{sim_port}"
+    sim = overhead.spawn(
+        [
+            sys.executable, "-m", "frugal.enginesim", "--port", str(sim_port),
+            "--model", overhead.SIM_MODEL, "--tokens-per-second", "0", "--ttft-seconds", "0",
+            "--answer-tokens", str(overhead.ANSWER_TOKENS), "--max-num-seqs", "1024",
+            "--log-level", "WARNING",
+        ],
+        work / "sim.log",
+    )  # fmt: skip
+    cfg = overhead.frugal_config(sim_url, exact_cache=True)
+    cache = cfg["policies"][1]["spec"]
+    cache["semantic"] = {"enabled": True, "threshold": 0.93, "ttl": "1h", "maxEntries": 100000}
+    (work / "gateway.yaml").write_text(yaml.safe_dump(cfg))
+    out: dict[str, Any] = {"rates": rates, "duration": duration, "rows": {}}
+    try:
+        overhead.wait_ready(overhead.Target("sim", url=f"{sim_url}/v1/chat/completions"), 30)
+        for name, pythonpath in trees.items():
+            port = overhead.free_port()
+            target = overhead.Target(name, url=f"http://127.0.0.1:{port}/v1/chat/completions")
+            target.model = overhead.POLICY_MODEL
+            target.log = work / f"gateway-{port}.log"
+            cmd = [
+                sys.executable, "-m", "frugal.gateway.cli", "serve",
+                "--config", str(work / "gateway.yaml"),
+                "--host", "127.0.0.1", "--port", str(port), "--log-level", "WARNING",
+            ]  # fmt: skip
+            env = {"PYTHONPATH": pythonpath} if pythonpath else None
+            target.proc = overhead.spawn(cmd, target.log, env=env)
+            try:
+                overhead.wait_ready(target, 120)
+                for rate in rates:
+                    spec = {
+                        "mode": "open", "rate": rate, "duration": duration,
+                        "url": target.url, "model": target.model, "tag": f"{port}-{rate}",
+                    }  # fmt: skip
+                    skipped = embed_busy(port)
+                    result = overhead.run_load(spec)
+                    result["embed_busy"] = embed_busy(port) - skipped
+                    out["rows"].setdefault(name, {})[str(rate)] = result
+                    print(
+                        f"  {name} {rate:g} rps: {result['achieved_rps']:.1f} achieved, "
+                        f"p50 {result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms, "
+                        f"errors {result['errors']}, embedding skipped {result['embed_busy']:.0f}",
+                        flush=True,
+                    )
+                    time.sleep(2)
+            finally:
+                target.stop()
+    finally:
+        sim.terminate()
+        sim.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
     return out
 
 
@@ -567,7 +733,7 @@ def peer_rows(nearest: list[list[Any]], test_y: list[str]) -> list[dict[str, Any
 # --- report ---------------------------------------------------------------------------------
 
 
-def report(result: dict[str, Any]) -> str:
+def quality_report(result: dict[str, Any]) -> list[str]:
     out = [
         f"\nQuality: {result['n_train']} train questions stored, {result['n_test']} test "
         f"questions looked up ({result['verbatim']} of them also appear verbatim in train).",
@@ -596,14 +762,22 @@ def report(result: dict[str, Any]) -> str:
         out.append("| " + " | ".join(cells) + " |")
     agree, n = result["store_check"]
     out.append(
-        f"\nReal MemoryStore.search agreed with the matrix path on {agree}/{n} sampled queries "
-        f"(threshold {LOOKUP_THRESHOLD}, guard on)."
+        f"\nReal MemoryStore.search (HNSW) agreed with the exact matrix path on {agree}/{n} "
+        f"sampled queries (threshold {LOOKUP_THRESHOLD}, guard on)."
     )
+    return out
+
+
+def latency_report(result: dict[str, Any]) -> list[str]:
     e = result["embedding"]
-    out.append(
-        f"\nEmbedding (MiniLMEmbedder.embed, one question, {e['n']} test questions): "
-        f"p50 {e['p50_ms']:.1f} ms, p99 {e['p99_ms']:.1f} ms; bulk: {result['embed_rate']}."
-    )
+    s, c = e["single"], e["concurrent"]
+    out = [
+        f"\nEmbedding (MiniLMEmbedder.embed, one question per call, {s['n']} test questions): "
+        f"one at a time p50 {s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms; 64 at once "
+        f"(micro-batched) p50 {c['p50_ms']:.1f} ms, p99 {c['p99_ms']:.1f} ms, "
+        f"{c['per_question_ms']:.1f} ms of wall time per question; the model alone in batches "
+        f"of 32: {e['batch32_per_question_ms']:.1f} ms per question; bulk: {result['embed_rate']}."
+    ]
     lat = result["lookup"]
     sizes = lat["sizes"]
     out.append(
@@ -630,6 +804,14 @@ def report(result: dict[str, Any]) -> str:
             + " | ".join(cells)
             + " |"
         )
+    catch = ", ".join(
+        f"{size} entries: first search {c['first_search_ms']:.1f} ms, index ready after "
+        f"{c['ready_s']:.1f} s"
+        for size, c in lat["catch_up"].items()
+    )
+    out.append(f"\nA new Redis replica (its first search starts its mirror): {catch}.")
+    agree = ", ".join(f"{k}: {a}/{n}" for k, (a, n) in lat["agree"].items())
+    out.append(f"\nSame answer as an exact search (store, entries: agreed/queries): {agree}.")
     fills = ", ".join(f"{k} {v:.1f} s" for k, v in lat["fill"].items())
     out.append(
         f"\nFill times: {fills} (redis-server {lat.get('redis_server', '?')}, "
@@ -643,7 +825,33 @@ def report(result: dict[str, Any]) -> str:
     )
     if "peer_problem" in result:
         out.append(f"\nredisvl not measured: {result['peer_problem']}")
-    return "\n".join(out)
+    return out
+
+
+def throughput_report(t: dict[str, Any]) -> list[str]:
+    rates = t["rates"]
+    out = [
+        f"\nGateway with the semantic cache on, distinct questions, {t['duration']:g} s per rate "
+        "(achieved rps; p50 / p99 ms; errors; requests that skipped the semantic lookup because "
+        "the embedder was busy):\n",
+        "| gateway | " + " | ".join(f"{r:g} rps offered" for r in rates) + " |",
+        "|---|" + "---|" * len(rates),
+    ]
+    for name, by_rate in t["rows"].items():
+        cells = []
+        for r in rates:
+            x = by_rate.get(str(r))
+            if x is None:
+                cells.append("—")
+                continue
+            errors = sum(x["errors"].values())
+            cells.append(
+                f"{x['achieved_rps']:.1f}; {x['p50_ms']:.0f} / {x['p99_ms']:.0f}"
+                + (f"; {errors} errors" if errors else "")
+                + (f"; {x['embed_busy']:.0f} skipped" if x.get("embed_busy") else "")
+            )
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    return out
 
 
 def main() -> None:
@@ -656,7 +864,10 @@ def main() -> None:
     parser.add_argument("--latency-queries", type=int, default=300)
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--store-check", type=int, default=500, help="queries checked via store")
-    parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--phases", default="quality,latency,peer")
+    parser.add_argument("--before", help="git revision of the tree to compare throughput with")
+    parser.add_argument("--rates", default="20,40,80")
+    parser.add_argument("--rate-duration", type=float, default=15.0)
     parser.add_argument("--json", help="write the raw results here")
     parser.add_argument("--redisvl-peer", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -665,38 +876,52 @@ def main() -> None:
         return
     started = time.monotonic()
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()}", flush=True)
-    train_q, train_y = load("train")
-    test_q, test_y = load("test")
-    t0 = time.monotonic()
-    vectors = embed_all(train_q + test_q, Path(args.cache_dir))
-    took = time.monotonic() - t0
-    train_v, test_v = vectors[: len(train_q)], vectors[len(train_q) :]
-    result: dict[str, Any] = {
-        "n_train": len(train_q),
-        "n_test": len(test_q),
-        "verbatim": sum(q in set(train_q) for q in test_q),
-        "embed_rate": (
-            "cached" if took < 5 else f"{len(vectors) / took:.0f} questions/s with 2 processes"
-        ),
-    }
-    scores = test_v @ train_v.T
-    t0 = time.monotonic()
-    result["rows"] = sweep(scores, train_q, train_y, test_q, test_y)
-    print(f"sweep: {time.monotonic() - t0:.0f} s", flush=True)
-    result["store_check"] = asyncio.run(
-        check_against_store(train_v, train_q, train_y, test_v, test_q, scores, args.store_check)
-    )
-    rng = np.random.default_rng(3)
-    picks = rng.choice(len(test_q), size=min(args.latency_queries, len(test_q)), replace=False)
-    lat_q = [test_q[i] for i in picks]
-    result["latency_n"] = len(lat_q)
-    result["embedding"] = asyncio.run(embedding_latency(lat_q))
-    print("embedding latency measured", flush=True)
-    result["lookup"] = asyncio.run(
-        lookup_latency(train_v, train_q, test_v[picks], lat_q, [len(train_q), args.entries])
-    )
-    print("lookup latency measured", flush=True)
-    if not args.no_peer:
+    result: dict[str, Any] = {}
+    lines: list[str] = []
+    if "throughput" in args.phases.split(","):
+        rates = [float(r) for r in args.rates.split(",")]
+        result["throughput"] = gateway_throughput(rates, args.rate_duration, args.before)
+        lines += throughput_report(result["throughput"])
+    else:
+        lines += measure(args, result)
+    print("\n".join(lines))
+    print(f"\nload average {os.getloadavg()}; total {time.monotonic() - started:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+
+
+def measure(args: argparse.Namespace, result: dict[str, Any]) -> list[str]:
+    """The quality, latency and peer phases (they share the data and its embeddings)."""
+    phases = set(args.phases.split(","))
+    lines: list[str] = []
+    if phases:
+        train_q, train_y = load("train")
+        test_q, test_y = load("test")
+        t0 = time.monotonic()
+        vectors = embed_all(train_q + test_q, Path(args.cache_dir))
+        took = time.monotonic() - t0
+        train_v, test_v = vectors[: len(train_q)], vectors[len(train_q) :]
+        result |= {
+            "n_train": len(train_q),
+            "n_test": len(test_q),
+            "verbatim": sum(q in set(train_q) for q in test_q),
+            "embed_rate": (
+                "cached" if took < 5 else f"{len(vectors) / took:.0f} questions/s with 2 processes"
+            ),
+        }
+        rng = np.random.default_rng(3)
+        picks = rng.choice(len(test_q), size=min(args.latency_queries, len(test_q)), replace=False)
+        lat_q = [test_q[i] for i in picks]
+        result["latency_n"] = len(lat_q)
+    if "quality" in phases:
+        scores = test_v @ train_v.T
+        t0 = time.monotonic()
+        result["rows"] = sweep(scores, train_q, train_y, test_q, test_y)
+        print(f"sweep: {time.monotonic() - t0:.0f} s", flush=True)
+        result["store_check"] = asyncio.run(
+            check_against_store(train_v, train_q, train_y, test_v, test_q, scores, args.store_check)
+        )
+    if "peer" in phases:
         try:
             peer = run_peer(
                 Path(args.peers_venv),
@@ -706,10 +931,19 @@ def main() -> None:
             result["peer_rows"] = peer_rows(peer["nearest"], test_y)
         except Exception as err:
             result["peer_problem"] = str(err)
-    print(report(result))
-    print(f"\nload average {os.getloadavg()}; total {time.monotonic() - started:.0f} s")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        print("peer measured", flush=True)
+    if "quality" in phases:
+        lines += quality_report(result)
+    if "latency" in phases:
+        result["embedding"] = asyncio.run(embedding_latency(lat_q))
+        print("embedding latency measured", flush=True)
+        sizes = sorted({1000, len(train_q), args.entries})
+        result["lookup"] = asyncio.run(
+            lookup_latency(train_v, train_q, test_v[picks], lat_q, sizes)
+        )
+        print("lookup latency measured", flush=True)
+        lines += latency_report(result)
+    return lines
 
 
 if __name__ == "__main__":

@@ -114,7 +114,7 @@ def test_entries_expire_in_every_replica(redis_server: RedisServer) -> None:
 
 def test_a_lookup_reads_only_news_and_candidates(redis_server: RedisServer) -> None:
     """A warm replica's lookup is an XRANGE of what is new plus one HMGET per candidate, and a
-    new replica catches up from the stream (in a worker thread past ``BULK`` records)."""
+    new replica catches up from the stream in the background (past ``BULK`` records)."""
     rng = np.random.default_rng(5)
     vectors = unit(rng.standard_normal((1500, 48)).astype(np.float32))
 
@@ -122,7 +122,14 @@ def test_a_lookup_reads_only_news_and_candidates(redis_server: RedisServer) -> N
         async with replicas(redis_server.url, max_entries=5000) as (client, first, second):
             for i, v in enumerate(vectors):
                 await first.add("a", context="c", vector=v, query=f"q{i}", entry={"i": i}, ttl=60)
-            found = await second.search("a", "c", vectors[1234], 0.95, accept_all)  # catch up
+            # a new replica: its first lookup starts indexing the stream in the background,
+            # and lookups are misses until that is done
+            assert await second.search("a", "c", vectors[1234], 0.95, accept_all) is None
+            catching_up = second._mirrors["a"].catching_up
+            assert catching_up is not None
+            assert await second.search("a", "c", vectors[1234], 0.95, accept_all) is None
+            await catching_up
+            found = await second.search("a", "c", vectors[1234], 0.95, accept_all)
             assert found is not None
             assert found[0] == {"i": 1234}
             assert len(second._mirrors["a"].entries) == 1500

@@ -296,7 +296,8 @@ class _Mirror:
     """Index key → (entry id, context, expiry in ms), in stream order."""
     indexes: dict[str, VectorIndex] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    catching_up: bool = False
+    catching_up: asyncio.Task[None] | None = None
+    """The task reading a long stream (a replica new to the scope); lookups are misses."""
 
     def drop(self, key: int) -> None:
         _, context, _ = self.entries.pop(key)
@@ -313,7 +314,7 @@ class RedisStore:
     READ_BATCH = 5000
     """Stream records read per round trip while catching up (a new replica reads them all)."""
     BULK = 1000
-    """A read this large is indexed in a worker thread, off the event loop."""
+    """A read this large is indexed by a background task, in a worker thread."""
 
     def __init__(self, client: Any, prefix: str, max_entries: int) -> None:
         self.redis = client
@@ -382,41 +383,41 @@ class RedisStore:
                 break
             mirror.drop(key)
 
-    async def _sync(self, scope: str, mirror: _Mirror) -> None:
-        """Read what replicas added to the scope since the last record read (mirror locked).
-
-        Usually one short read. A replica that is new to the scope reads it all, in batches,
-        and builds its index in a worker thread (usearch releases the GIL); meanwhile lookups
-        in the scope are misses rather than waits (``catching_up``).
-        """
+    async def _read(self, scope: str, mirror: _Mirror) -> list[Any]:
         stream = self._key("sl", scope)
-        while True:
-            records = await self.redis.xrange(
-                stream, min=f"({mirror.last_id}", count=self.READ_BATCH
-            )
-            additions = self._apply(mirror, records)
-            if len(records) >= self.BULK:
-                mirror.catching_up = True
-                try:
-                    for index, keys, vectors in additions:
+        return await self.redis.xrange(stream, min=f"({mirror.last_id}", count=self.READ_BATCH)
+
+    async def _catch_up(self, scope: str, mirror: _Mirror, records: list[Any]) -> None:
+        """Read the rest of a long stream and index it in a worker thread (usearch releases
+        the GIL), off the event loop and off every request."""
+        try:
+            async with mirror.lock:
+                while True:
+                    for index, keys, vectors in self._apply(mirror, records):
                         await asyncio.to_thread(index.add, keys, vectors)
-                finally:
-                    mirror.catching_up = False
-            else:
-                for index, keys, vectors in additions:
-                    index.add(keys, vectors)
-            if len(records) < self.READ_BATCH:
-                break
-        self._trim(mirror)
+                    if len(records) < self.READ_BATCH:
+                        break
+                    records = await self._read(scope, mirror)
+                self._trim(mirror)
+        except Exception as err:  # the next lookup reads on from the last record indexed
+            log.warning("cache mirror of a scope stopped catching up: %s", type(err).__name__)
+        finally:
+            mirror.catching_up = None
 
     async def search(
         self, scope: str, context: str, vector: np.ndarray, threshold: float, accept: Accept
     ) -> tuple[dict[str, Any], float] | None:
         mirror = self._mirrors.setdefault(scope, _Mirror())
-        if mirror.catching_up:
-            return None
+        if mirror.catching_up is not None:
+            return None  # a miss rather than a wait
         async with mirror.lock:  # no index change while it is searched
-            await self._sync(scope, mirror)
+            records = await self._read(scope, mirror)
+            if len(records) >= self.BULK:  # new to the scope, or long away
+                mirror.catching_up = asyncio.create_task(self._catch_up(scope, mirror, records))
+                return None
+            for index, keys, vectors in self._apply(mirror, records):
+                index.add(keys, vectors)
+            self._trim(mirror)
             index = mirror.indexes.get(context)
             found = index.candidates(vector, threshold) if index is not None else []
             ids = [mirror.entries[key][0] for key, _ in found]
@@ -475,4 +476,8 @@ class RedisStore:
         await self._bound(index, "s", scope)
 
     async def close(self) -> None:
-        """The client is shared and closed by its owner."""
+        """Stop catching up; the client is shared and closed by its owner."""
+        tasks = [m.catching_up for m in self._mirrors.values() if m.catching_up is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
