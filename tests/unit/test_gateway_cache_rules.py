@@ -72,6 +72,8 @@ def test_semantic_query_is_last_user_message_and_context_is_the_rest() -> None:
         ("Is the ATM fee waived?", "Is the fee waived?"),
         ("Paris hotels near the river", "London hotels near the river"),
         ("Open https://a.example/x", "Open https://b.example/x"),
+        ("How do I reset my PIN?", "How do I reset my password?"),
+        ("Is there a fee at the ATM?", "Is there a fee at the ATM? No?"),
     ],
 )
 def test_guard_refuses_different_facts(a: str, b: str) -> None:
@@ -89,6 +91,14 @@ def test_guard_refuses_different_facts(a: str, b: str) -> None:
         ("What is the minimum age to open an account?", "What's the minimum age for an account?"),
         ("Send $50 to Alice", "Please send $50 to Alice"),
         ("Transfer 1,000 dollars", "transfer 1000 dollars"),
+        # names in either case, plural or possessive
+        ("How do I reset my PIN?", "how do i reset my pin"),
+        ("Can I top up with Apple Pay?", "can I top up with apple pay"),
+        ("Which ATMs can I use?", "Which ATM's can I use?"),
+        ("Exchange rate for my card payment is wrong", "the card payment exchange rate is wrong"),
+        # worded differently: a negation alone does not tell them apart
+        ("My card stopped working", "Why is my card not working anymore?"),
+        ("Why won't my card show up on the app?", "how do I get my card to show in the app?"),
     ],
 )
 def test_guard_accepts_paraphrases_with_the_same_facts(a: str, b: str) -> None:
