@@ -51,3 +51,22 @@ def test_none_deletes_and_absent_equals_none() -> None:
     live = {"autoscaler": {"replicas": 2, "zeroSince": "t0"}}
     assert rebase_patch(seen, patch, live) == {"autoscaler": {"replicas": 1, "zeroSince": None}}
     assert rebase_patch(live, {"autoscaler": {"replicas": 2, "awakeSince": None}}, live) == {}
+
+
+def test_live_cost_jitter_is_not_a_change() -> None:
+    import datetime as dt
+
+    from frugal.api.endpoint import InferenceEndpointSpec
+    from frugal.controller.loops import _live_cost
+
+    spec = InferenceEndpointSpec.model_validate(
+        {"model": {"uri": "hf://o/m", "servedName": "m", "parameters": 1e9}}
+    )
+    now = dt.datetime(2026, 11, 27, 12, tzinfo=dt.UTC)
+    first, _ = _live_cost(spec, {"cost": {"hourlyUSD": 1.0}}, 600.0, now, 1)
+    later = now + dt.timedelta(seconds=15)
+    same, _ = _live_cost(spec, {"cost": first}, 601.0, later, 1)
+    assert same == first  # 0.2% of scrape jitter: nothing to write
+    moved, _ = _live_cost(spec, {"cost": first}, 700.0, later, 1)
+    assert moved["tokensPerSecond"] == 700.0
+    assert moved["asOf"] != first["asOf"]

@@ -40,9 +40,30 @@ def objects_index(body: kopf.Body, **_: Any) -> dict:
             "apiVersion": body["apiVersion"],
             "kind": body["kind"],
             "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
-            "spec": dict(body.get("spec") or {}),
-            "status": dict(body.get("status") or {}),
+            **_rendered_parts(body),
         }
+    }
+
+
+def _rendered_parts(body: Any) -> dict[str, Any]:
+    """Only what the gateway configuration is rendered from (render/gateway.py), so that a
+    thousand endpoints' full statuses (conditions, kopf's bookkeeping) are not kept twice."""
+    spec, status = dict(body.get("spec") or {}), dict(body.get("status") or {})
+    if body["kind"] != "InferenceEndpoint":
+        weights = status.get("weights")
+        return {"spec": spec, "status": {"weights": weights} if weights else {}}
+    cost = status.get("cost") or {}
+    scaling = {k: v for k, v in (spec.get("scaling") or {}).items() if k == "coldStartBudget"}
+    return {
+        "spec": {
+            "model": {"servedName": (spec.get("model") or {}).get("servedName")},
+            "scaling": scaling,
+        },
+        "status": {
+            "url": status.get("url"),
+            "phase": status.get("phase"),
+            "cost": {k: cost.get(k) for k in ("hourlyUSD", "tokensPerSecond") if k in cost},
+        },
     }
 
 

@@ -34,6 +34,11 @@ from frugal.policy.spot import decide_spot_share
 from frugal.signals.prometheus import PrometheusError, Signals
 
 WAKE_ANNOTATION = "frugal.dev/wake"
+LIVE_FIGURES = ("tokensPerSecond", "perMillionTokensUSD", "budgetBurn")
+LIVE_COST_TOLERANCE = 0.05
+"""Live cost figures are rewritten only when they move by more than this (relative): at three
+significant digits, the jitter of rate() over scrapes rewrote every endpoint's status on every
+scale tick — 67 writes/s for a thousand steady endpoints."""
 log = logging.getLogger("frugal.loops")
 
 
@@ -394,6 +399,9 @@ def _live_cost(
     else:
         live["perMillionTokensUSD"] = _sig3(per_million)
     live = {k: v for k, v in live.items() if v is not None}
+    for key in LIVE_FIGURES:
+        if key in live and key in cost and _close(cost[key], live[key]):
+            live[key] = cost[key]
     if live != cost:
         live["asOf"] = _iso(now)
     else:
@@ -408,6 +416,15 @@ def _live_cost(
         generation=generation,
     )
     return live, cond
+
+
+def _close(old: Any, new: Any) -> bool:
+    """Within LIVE_COST_TOLERANCE of each other (relative), so scrape jitter is not a change."""
+    try:
+        a, b = float(old), float(new)
+    except (TypeError, ValueError):
+        return False
+    return abs(a - b) <= LIVE_COST_TOLERANCE * max(abs(a), abs(b))
 
 
 def _hours_into_month(now: dt.datetime) -> float:
