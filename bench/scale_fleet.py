@@ -1,0 +1,230 @@
+"""Helpers of the fleet-scale benchmark: the objects it applies, the operator process it
+measures, and what it watches.
+
+Kept apart from ``bench_scale.py`` so that the regression test can build the same objects.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+REPO = Path(__file__).resolve().parent.parent
+RESERVATION = "reserved"
+# Small models fit an L4, the 14B one needs an L40S: both GPU types are used.
+PARAMETERS = (1e9, 3e9, 1.4e10)
+PREFERENCES = (("reserved", "spot", "on-demand"), ("spot", "on-demand"), ("on-demand",))
+
+
+def endpoint_doc(namespace: str, i: int, max_model_len: int = 4096) -> dict[str, Any]:
+    """Endpoint ``i`` of the synthetic fleet: a deterministic mix of sizes and capacity types."""
+    params = PARAMETERS[i % len(PARAMETERS)]
+    prefs = list(PREFERENCES[i % len(PREFERENCES)])
+    if params > 1e10 and "reserved" in prefs:  # the reservation is of L4s
+        prefs.remove("reserved")
+    capacity: dict[str, Any] = {"preference": prefs}
+    if "reserved" in prefs:
+        capacity["reservation"] = RESERVATION
+    if "spot" in prefs:
+        capacity["spot"] = {"maxShare": 1.0}
+    return {
+        "apiVersion": "frugal.dev/v1alpha1",
+        "kind": "InferenceEndpoint",
+        "metadata": {"name": endpoint_name(i), "namespace": namespace},
+        "spec": {
+            "model": {
+                "uri": f"hf://bench/model-{i % 7}",
+                "servedName": endpoint_name(i),
+                "parameters": params,
+            },
+            "engine": {"maxModelLen": max_model_len},
+            # The fleet has L4 and L40S nodes only; auto would pick the catalog's cheaper T4.
+            "resources": {"gpu": {"type": "l4" if params < 1e10 else "l40s"}},
+            "scaling": {"minReplicas": 1, "maxReplicas": 2, "idleAfter": "15m"},
+            "capacity": capacity,
+            "costAllocation": {"team": f"team-{i % 10}", "project": "bench"},
+            "budget": {"hourlyUSD": 50.0},
+        },
+    }
+
+
+def endpoint_name(i: int) -> str:
+    return f"ep-{i:04d}"
+
+
+def expected_children(doc: dict[str, Any]) -> int:
+    """One Deployment per preferred capacity type, a Service and a PodDisruptionBudget."""
+    return len(doc["spec"]["capacity"]["preference"]) + 2
+
+
+def policy_doc(namespace: str, j: int, endpoints: int) -> dict[str, Any]:
+    """RoutingPolicy ``j``: three tiers over three of the endpoints, auto-reroute on."""
+    tiers = [
+        {"name": name, "endpointRef": {"name": endpoint_name((3 * j + k) % endpoints)}}
+        for k, name in enumerate(("small", "medium", "large"))
+    ]
+    for tier, weight in zip(tiers, (70, 25, 5), strict=True):
+        tier["weight"] = weight
+    tiers[2]["minWeight"] = 5
+    return {
+        "apiVersion": "frugal.dev/v1alpha1",
+        "kind": "RoutingPolicy",
+        "metadata": {"name": policy_name(j), "namespace": namespace},
+        "spec": {
+            "modelName": policy_name(j),
+            "tiers": tiers,
+            "objectives": {"minQuality": 0.9},
+            "autoReroute": {
+                "enabled": True,
+                "interval": "30s",
+                "maxStep": 10,
+                "cooldown": "30s",
+                "hysteresis": 0.01,
+            },
+        },
+    }
+
+
+def policy_name(j: int) -> str:
+    return f"rp-{j:03d}"
+
+
+# --- the operator as its own process --------------------------------------------------------
+
+
+def proc_rss(pid: int) -> int:
+    """Resident set size in bytes (VmRSS), 0 once the process is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the process so far (from /proc/<pid>/stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+@dataclass
+class OperatorProcess:
+    """``frugal operator --standalone`` watching one namespace, with its metrics on a port."""
+
+    kubeconfig: Path
+    namespace: str
+    settings: dict[str, Any]
+    workdir: Path
+    metrics_port: int
+    command_prefix: list[str] = field(default_factory=list)
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        settings_file = self.workdir / f"settings-{self.namespace}.yaml"
+        settings_file.write_text(yaml.safe_dump(self.settings))
+        frugal = str(REPO / ".venv" / "bin" / "frugal")
+        cmd = [
+            *self.command_prefix,
+            frugal,
+            "operator",
+            "--standalone",
+            "--namespace",
+            self.namespace,
+            "--settings",
+            str(settings_file),
+            "--metrics-port",
+            str(self.metrics_port),
+            "--log-format",
+            "plain",
+        ]
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        log = (self.workdir / f"operator-{self.namespace}.log").open("ab")
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the operator exited; see {log.name}")
+            try:
+                self.metrics()
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("the operator's metrics never answered")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Every sample of the operator's /metrics, by (name, sorted labels)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            text = r.read().decode()
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(text)
+            for s in fam.samples
+        }
+
+
+def total(metrics: dict, name: str, **match: str) -> float:
+    """The sum of every sample called ``name`` whose labels include ``match``."""
+    return sum(
+        v
+        for (n, labels), v in metrics.items()
+        if n == name and all(dict(labels).get(k) == want for k, want in match.items())
+    )
+
+
+class Sampler(threading.Thread):
+    """Samples a process's RSS and CPU time every ``period`` seconds."""
+
+    def __init__(self, pid: int, period: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.period = pid, period
+        self.samples: list[tuple[float, int, float]] = []
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.samples.append((time.monotonic(), proc_rss(self.pid), proc_cpu_seconds(self.pid)))
+            self._stop_event.wait(self.period)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+    def peak_rss(self, since: float = 0.0, until: float = float("inf")) -> int:
+        return max((r for t, r, _ in self.samples if since <= t <= until), default=0)
+
+    def cpu_between(self, since: float, until: float) -> float:
+        inside = [(t, c) for t, _, c in self.samples if since <= t <= until]
+        return inside[-1][1] - inside[0][1] if len(inside) >= 2 else 0.0
