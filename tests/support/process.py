@@ -58,7 +58,7 @@ class OperatorProcess:
             return json.loads(resp.read())
 
     def role(self) -> str | None:
-        """leader, standby or standalone; None while it is not answering."""
+        """leader, standby, starting or standalone; None while it is not answering."""
         try:
             return self.health()["role"]
         except OSError:

@@ -95,7 +95,7 @@ class Action(enum.Enum):
 
 @dataclass(frozen=True)
 class Record:
-    """What the elector reads from a Lease (None: the Lease does not exist)."""
+    """What the elector reads from a Lease (a missing Lease is no Observation at all)."""
 
     holder: str
     duration: float

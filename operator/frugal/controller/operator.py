@@ -176,7 +176,8 @@ async def run(
     def state() -> dict[str, Any]:
         if elector is None:
             return {"role": "standalone", "running": started.is_set()}
-        role = "leader" if elector.is_leader else "standby"
+        # "starting" until the Lease has been read once: only then is a standby a standby.
+        role = "leader" if elector.is_leader else "standby" if elector.observed else "starting"
         return {"role": role, "identity": elector.me, "holder": elector.holder}
 
     health = await serve_health(liveness, state) if liveness else None
