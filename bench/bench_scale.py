@@ -661,20 +661,20 @@ def _steady(
 
 def table(results: list[dict[str, Any]]) -> str:
     rows = [
-        "| endpoints | converge (s) | placed (s) | all Serving (s) | reconcile p50 / p99 (s) | "
-        "requests / reconcile (converging, steady) | writes in steady window | peak RSS (MB) | "
-        "CPU converging (s) | CPU idle (%) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| endpoints | converged (s) | placed (s) | all Serving (s) | spec change → children "
+        "p50 / p99 (s) | requests / reconcile, converging | requests / reconcile, converged | "
+        "writes over timer passes | peak RSS (MB) | CPU to converge (s) | CPU idle (% of a core) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         c, lat, st = r["convergence"], r["latency"], r["steady"]
         rpr = r["convergence_requests_per_reconcile"] or 0
-        srpr = r["steady_requests_per_reconcile"] or 0
+        srpr = st["requests"] / st["reconciles"] if st["reconciles"] else float("nan")
         rows.append(
             f"| {r['endpoints']} | {c['converged']:.1f} | {c.get('placed', float('nan')):.1f} | "
             f"{c.get('serving', float('nan')):.1f} | {lat['p50']:.2f} / {lat['p99']:.2f} | "
-            f"{rpr:.1f}, {srpr:.1f} | {st['operator_writes']:.0f} "
-            f"({st['reconcile_passes']:.0f} passes) | "
+            f"{rpr:.1f} | {srpr:.2f} | {st['operator_writes']:.0f} over "
+            f"{st['reconcile_passes']:.0f} | "
             f"{max(r['peak_rss_mb'], st['peak_rss_mb']):.0f} | "
             f"{r['convergence_cpu_seconds']:.1f} | {r['idle_cpu_percent']:.1f} |"
         )
