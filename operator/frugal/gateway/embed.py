@@ -2,7 +2,7 @@
 
 - ``minilm`` (the ``builtin`` default): all-MiniLM-L6-v2 run in numpy (:mod:`.minilm`), a real
   sentence-embedding model: paraphrases score high, unrelated questions low. Offline, CPU,
-  about 30 ms per short query on one core, several times less per query in a batch; needs the
+  about 15–30 ms per short query on one core, less per query in a batch; needs the
   weights package installed. Concurrent requests are micro-batched (:class:`Batcher`).
 - ``hashed-ngram``: character 3–5-grams and words hashed into 1024 dimensions with sublinear
   term frequency. Deterministic, instant, dependency-free beyond numpy — but lexical: it finds
@@ -191,7 +191,7 @@ class MiniLMEmbedder:
     def __init__(
         self,
         max_queued: int = MAX_QUEUED,
-        max_batch: int = minilm.BATCH_SIZE,
+        max_batch: int = 2 * minilm.BATCH_SIZE,
         max_wait: float = MAX_WAIT,
     ) -> None:
         self.model = minilm.load()
