@@ -11,12 +11,22 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
-from prometheus_client import CollectorRegistry, Gauge, start_http_server
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+    start_http_server,
+)
 
 from frugal import kube
 from frugal.settings import Settings
@@ -335,6 +345,105 @@ def test_reroute_moves_weight_after_a_quality_dip_and_back(
                 e["reason"] for e in events["items"] if e["involvedObject"]["name"] == "support"
             }
             assert "Reroute" in reasons
+    finally:
+        prometheus.remove_target(f"127.0.0.1:{exporter.port}")
+        exporter.stop()
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class FleetExporter:
+    """vLLM's engine series for several endpoints from one scrape target (no engine needed to
+    tell whether each endpoint finds its own value in a fleet query)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.running = Gauge(
+            "vllm:num_requests_running", "running", ["model_name"], registry=self.registry
+        )
+        self.waiting = Gauge(
+            "vllm:num_requests_waiting", "waiting", ["model_name"], registry=self.registry
+        )
+        self.served = Counter(
+            "vllm:request_success", "served", ["model_name"], registry=self.registry
+        )
+        # The text format, as vLLM serves it: prometheus_client's own server would negotiate
+        # OpenMetrics, where Prometheus 2.x does not take names with a colon.
+        self.server = make_server("127.0.0.1", 0, self._app, handler_class=_Quiet)
+        self.port = self.server.server_port
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def _app(self, environ: dict, start_response: Callable) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
+        return [generate_latest(self.registry)]
+
+    def engine(self, model: str, in_flight: float) -> None:
+        self.running.labels(model).set(in_flight)
+        self.waiting.labels(model).set(0)
+        self.served.labels(model).inc(0)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+def queries_sent() -> float:
+    return sum(
+        REGISTRY.get_sample_value("frugal_prometheus_queries_total", {"result": r}) or 0.0
+        for r in ("ok", "error")
+    )
+
+
+LOAD_TEMPLATES = 5
+"""Fleet queries per scale tick: inFlight, requests, gatewayRequests, waitingAtGateway,
+tokensPerSecond (one idleAfter window across the fleet)."""
+
+
+def test_endpoints_read_one_fleet_query_per_tick(
+    cluster, namespace, prometheus: Prometheus
+) -> None:
+    """Six endpoints, each deciding on its own value from queries sent once per tick."""
+    exporter = FleetExporter()
+    prometheus.add_target(f"127.0.0.1:{exporter.port}")
+    loads = {"busy": 40, "idle": 0, "steady-a": 5, "steady-b": 5, "steady-c": 5}
+    for model, in_flight in loads.items():
+        exporter.engine(model, in_flight)
+    names = [*loads, "silent"]  # "silent" has no series at all: absent, not zero
+    scaling = {"minReplicas": 0, "maxReplicas": 4, "targetInFlight": 10, "idleAfter": "5s"}
+    settings = loop_settings(prometheus)
+    try:
+        with running_operator(str(cluster.kubeconfig), [namespace], settings):
+            for name in names:
+                cluster.apply(endpoint(namespace, name, **scaling))
+            wait_for(
+                lambda: deployment_replicas(cluster, namespace, "busy") == 4,
+                what="busy endpoint scaled to its in-flight load",
+            )
+            wait_for(
+                lambda: deployment_replicas(cluster, namespace, "idle") == 0,
+                what="idle endpoint scaled to zero",
+            )
+            for name in names:
+                wait_for(
+                    lambda n=name: (
+                        cond(status(cluster, namespace, n), "SignalsAvailable").get("status")
+                        == "True"
+                    ),
+                    what=f"{name}: signals",
+                )
+            for name in ("steady-a", "steady-b", "steady-c", "silent"):
+                assert deployment_replicas(cluster, namespace, name) == 1
+            assert "lastDecision" not in status(cluster, namespace, "silent")
+
+            # Steady: every endpoint's timer fires each second, the queries do not multiply.
+            before, start = queries_sent(), time.monotonic()
+            time.sleep(6)
+            sent, ticks = queries_sent() - before, time.monotonic() - start
+            per_tick = settings.loops.scale_interval_seconds
+            assert 0 < sent <= LOAD_TEMPLATES * (ticks / per_tick + 2)
+            assert deployment_replicas(cluster, namespace, "silent") == 1
     finally:
         prometheus.remove_target(f"127.0.0.1:{exporter.port}")
         exporter.stop()

@@ -300,7 +300,11 @@ def _spot_decision(  # noqa: PLR0917 - one call site
 async def _read_signals(
     ctx: endpoints.Context, signals: Signals, name: str, namespace: str, spec: InferenceEndpointSpec
 ) -> tuple[LoadSignals, float | None, str | None]:
-    """(load, tokens/s, error): on any Prometheus failure everything is absent."""
+    """(load, tokens/s, error): on any Prometheus failure everything is absent.
+
+    Values come from fleet queries shared by every endpoint for one scale tick.
+    """
+    tick = ctx.settings.loops.scale_interval_seconds
     try:
         load = await ctx.run(
             signals.load,
@@ -308,12 +312,14 @@ async def _read_signals(
             namespace=namespace,
             served_name=spec.model.served_name,
             idle_after=spec.scaling.idle_after,
+            max_age=tick,
         )
         tps = await ctx.run(
             signals.tokens_per_second,
             name=name,
             namespace=namespace,
             served_name=spec.model.served_name,
+            max_age=tick,
         )
     except PrometheusError as err:
         return LoadSignals(), None, str(err)
@@ -476,7 +482,11 @@ async def reroute_policy(
         try:
             for tier in parsed.tiers:
                 tier_signals[tier.name] = await ctx.run(
-                    signals.tier, policy=name, namespace=namespace, tier=tier.name
+                    signals.tier,
+                    policy=name,
+                    namespace=namespace,
+                    tier=tier.name,
+                    max_age=ctx.settings.loops.reroute_tick_seconds,
                 )
         except PrometheusError as err:
             tier_signals, error = {}, str(err)
