@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from frugal.api.routing import LabelledExample
-from frugal.gateway.embed import Embedder
+from frugal.gateway.embed import Embedder, EmbedderBusyError
 
 log = logging.getLogger("frugal.gateway")
 
@@ -48,6 +48,10 @@ class ExampleIndex:
         try:
             matrix = await self._vectors()
             vector = (await self.embedder.embed([text]))[0]
+        except EmbedderBusyError:
+            # Overload, not a fault: one line per request would flood the log exactly then.
+            log.debug("embedding classifier skipped: embedder busy")
+            return None
         except Exception as err:  # classification must never fail a request
             log.warning("embedding classifier unavailable: %s", type(err).__name__)
             return None
