@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TESTBED := PYTHONPATH=e2e $(BIN)/python -m testbed
-PY_PATHS := operator tests e2e
+PY_PATHS := operator tests e2e bench
 
 .PHONY: bench bundle chart-lint demo demo-down help install deps crds lint format test e2e e2e-kind chaos unit testbed-build testbed-up testbed-down clean
 
