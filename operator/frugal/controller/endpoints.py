@@ -424,7 +424,9 @@ async def write_status(
                 body={"status": new},
                 content_type="application/merge-patch+json",
             )
-            if previous.get("phase") != new["phase"]:
+            # A new endpoint's first phase (Pending) is no news: one Event fewer per endpoint.
+            first_pending = previous.get("phase") is None and new["phase"] == "Pending"
+            if previous.get("phase") != new["phase"] and not first_pending:
                 events.normal(fresh, new["phase"], _ready_message(new))
         ctx.observed[f"{namespace}/{name}"] = tuple(observed)
 
