@@ -14,7 +14,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -24,6 +24,7 @@ from frugal.cost.model import request_cost
 from frugal.gateway import cache as cachemod
 from frugal.gateway import cachekeys, classify, routing, upstream
 from frugal.gateway.cache import Probe
+from frugal.gateway.config import Limits
 from frugal.gateway.errors import GatewayError
 from frugal.gateway.metering import Labels
 from frugal.gateway.service import Gateway
@@ -151,6 +152,20 @@ class Pipeline:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
+        self._timeouts: tuple[Limits, aiohttp.ClientTimeout] | None = None
+
+    def _timeout(self, limits: Limits) -> aiohttp.ClientTimeout:
+        """The upstream timeouts of a configuration, built once per configuration rather than
+        once per request (an attrs object and its validation on every call)."""
+        cached = self._timeouts
+        if cached is None or cached[0] is not limits:
+            timeout = aiohttp.ClientTimeout(
+                total=None,
+                sock_connect=limits.connect_timeout_seconds,
+                sock_read=limits.read_timeout_seconds,
+            )
+            cached = self._timeouts = (limits, timeout)
+        return cached[1]
 
     # --- entry -----------------------------------------------------------------------------------
 
@@ -293,11 +308,7 @@ class Pipeline:
         state = gw.waker.state(up)
         deadline = gw.clock() + up.cold_start_budget
         limits = snap.limits
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=limits.connect_timeout_seconds,
-            sock_read=limits.read_timeout_seconds,
-        )
+        timeout = self._timeout(limits)
         while True:
             if state.asleep and not up.external:
                 try:
@@ -329,7 +340,6 @@ class Pipeline:
                 )
             url = routing.choose_replica(up.urls, affinity, gw.rng) + PATHS[call.kind]
             state.in_flight += 1
-            gw.metrics.set_in_flight(up.endpoint, up.namespace, state.in_flight)
             try:
                 resp = await upstream.post(
                     gw.session,
@@ -341,21 +351,15 @@ class Pipeline:
                     refused_means_asleep=not up.external,
                 )
             except UpstreamError as failure:
-                self._release(tier, state)
+                state.in_flight -= 1
                 if failure.reason == "scaledToZero" and gw.clock() < deadline:
                     state.asleep = True  # nothing was sent: holding and retrying is safe
                     continue
                 raise
             except asyncio.CancelledError:
-                self._release(tier, state)
+                state.in_flight -= 1
                 raise
             return Attempt(tier, resp, state)
-
-    def _release(self, tier: TierRoute, state: UpstreamState) -> None:
-        """Free the in-flight slot taken for one upstream request."""
-        state.in_flight -= 1
-        up = tier.upstream
-        self.gw.metrics.set_in_flight(up.endpoint, up.namespace, state.in_flight)
 
     # --- answers ---------------------------------------------------------------------------------
 
@@ -378,7 +382,7 @@ class Pipeline:
             raise UpstreamError("error", GatewayError(502, f"tier {tier.name} broke off")) from err
         finally:
             attempt.resp.release()
-            self._release(tier, attempt.state)
+            attempt.state.in_flight -= 1
         try:
             data = json.loads(payload)
             assert isinstance(data, dict)
@@ -589,7 +593,7 @@ class Pipeline:
             raise
         finally:
             attempt.resp.release()
-            self._release(tier, attempt.state)
+            attempt.state.in_flight -= 1
         tin, tout = _tokens(acc.usage, call.prompt, acc.out_chars)
         cost = self._cost(tier, tin, tout)
         answer = acc.answer if acc.collect else None
@@ -627,7 +631,7 @@ class Pipeline:
         headers = self._headers(probe.hit_kind, origin, call)
         if probe.hit_kind == "semantic":
             headers["x-frugal-cache-score"] = f"{probe.score:.4f}"
-        labels = replace(call.labels, tier="", endpoint="")
+        labels = call.labels._replace(tier="", endpoint="")
         cost_labels = labels.cost()
         gw.metrics.cache_hits.labels(
             probe.hit_kind, route.policy, route.namespace, origin, *cost_labels.values()
@@ -728,12 +732,7 @@ class Pipeline:
         out = {**body, "model": up.model, "stream": False}
         out.pop("stream_options", None)
         url = routing.choose_replica(up.urls, None, gw.rng) + PATHS[call.kind]
-        limits = gw.config.limits
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=limits.connect_timeout_seconds,
-            sock_read=limits.read_timeout_seconds,
-        )
+        timeout = self._timeout(gw.config.limits)
         state.in_flight += 1
         try:
             resp = await upstream.post(

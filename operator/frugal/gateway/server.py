@@ -62,7 +62,6 @@ def make_app(
     app[_PIPELINE] = pipeline
     app.on_startup.append(_start)
     app.on_cleanup.append(_stop)
-    app.on_response_prepare.append(_default_headers)
 
     async def chat(request: web.Request) -> web.StreamResponse:
         return await pipeline.handle(request, "chat")
@@ -94,16 +93,16 @@ async def _stop(app: web.Application) -> None:
     await app[GATEWAY].stop()
 
 
-async def _default_headers(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers.setdefault(CACHE_HEADER, "miss")
-    response.headers.setdefault(TIER_HEADER, "none")
-
-
 @web.middleware
 async def _openai_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Unknown paths and methods, and anything unexpected, answer in OpenAI's error shape."""
+    """Unknown paths and methods, and anything unexpected, answer in OpenAI's error shape;
+    every answer says how it was served (``miss``/``none`` unless the handler said otherwise).
+
+    The headers are set here rather than in an ``on_response_prepare`` signal, which cost a
+    signal dispatch and a coroutine per response; the pipeline's streamed answers are prepared
+    inside the handler and set both headers themselves."""
     try:
-        return await handler(request)
+        response = await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -116,6 +115,13 @@ async def _openai_errors(request: web.Request, handler: Handler) -> web.StreamRe
         # The type only: a message could quote the prompt.
         log.error("unexpected %s on %s", type(err).__name__, request.path)
         return error_response(GatewayError(500, "internal gateway error"))
+    if not response.prepared:
+        headers = response.headers
+        if CACHE_HEADER not in headers:
+            headers[CACHE_HEADER] = "miss"
+        if TIER_HEADER not in headers:
+            headers[TIER_HEADER] = "none"
+    return response
 
 
 async def _healthz(request: web.Request) -> web.Response:

@@ -23,6 +23,10 @@ RETRYABLE_CLIENT = {401, 403, 408}
 """4xx answers that say nothing about the request (the gateway's key, a slow upstream)."""
 
 
+_JSON = {"Content-Type": "application/json"}
+"""The headers of a call without a key (aiohttp copies them, so one dict serves every call)."""
+
+
 class UpstreamError(Exception):
     """An upstream could not answer; ``reason`` says whether another tier may try."""
 
@@ -58,9 +62,7 @@ async def post(
     refused_means_asleep: bool,
 ) -> aiohttp.ClientResponse:
     """POST and return the open 200 response (the caller releases it), or raise UpstreamError."""
-    headers = {"Content-Type": "application/json"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
+    headers = {**_JSON, "Authorization": f"Bearer {api_key}"} if api_key else _JSON
     data = json.dumps(body, separators=(",", ":")).encode()
     try:
         resp = await session.post(url, data=data, headers=headers, timeout=timeout)

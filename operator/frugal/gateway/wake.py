@@ -62,10 +62,14 @@ class Waker:
     def state(self, upstream: Upstream) -> UpstreamState:
         state = self.states.get(upstream.key)
         if state is None:
-            state = self.states[upstream.key] = UpstreamState(
+            new = self.states[upstream.key] = UpstreamState(
                 asleep=upstream.scaled_to_zero, configured_asleep=upstream.scaled_to_zero
             )
-        elif upstream.scaled_to_zero != state.configured_asleep:
+            self.metrics.track_in_flight(
+                upstream.endpoint, upstream.namespace, lambda: new.in_flight
+            )
+            return new
+        if upstream.scaled_to_zero != state.configured_asleep:
             state.configured_asleep = upstream.scaled_to_zero
             state.asleep = upstream.scaled_to_zero
         return state
