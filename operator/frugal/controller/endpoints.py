@@ -367,11 +367,11 @@ async def on_deployment_event(
     observed = observed_replicas(deployments_index, key)
     if ctx.observed.get(key) == tuple(observed):
         return  # a status-only change of the Deployment that readiness does not see
-    path = kube.resource_path(f"{GROUP}/{VERSION}", "InferenceEndpoint", namespace, endpoint)
-    body = await ctx.run(get_or_none, ctx.api, path)
-    if body is None:
-        return
-    await write_status(ctx, body, None, observed)
+    # write_status reads the endpoint fresh under its lock (and returns if it is gone): a read
+    # here too was a second GET per Deployment readiness change, 2,000 Deployments converging.
+    await write_status(
+        ctx, {"metadata": {"namespace": namespace, "name": endpoint}}, None, observed
+    )
 
 
 def get_or_none(api: ApiClient, path: str) -> dict[str, Any] | None:
