@@ -52,8 +52,6 @@ RESOURCES: dict[tuple[str, str], Resource] = {
     ("frugal.dev/v1alpha1", "RoutingPolicy"): Resource("routingpolicies"),
     ("frugal.dev/v1alpha1", "CachePolicy"): Resource("cachepolicies"),
     ("karpenter.sh/v1", "NodePool"): Resource("nodepools", namespaced=False),
-    ("kopf.dev/v1", "ClusterKopfPeering"): Resource("clusterkopfpeerings", namespaced=False),
-    ("kopf.dev/v1", "KopfPeering"): Resource("kopfpeerings"),
     ("karpenter.k8s.aws/v1", "EC2NodeClass"): Resource("ec2nodeclasses", namespaced=False),
 }
 
