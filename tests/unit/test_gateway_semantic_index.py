@@ -4,8 +4,11 @@ embedder's micro-batching queue."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import numpy as np
 import pytest
@@ -88,6 +91,39 @@ def test_memory_store_serves_the_best_candidate_the_guard_accepts() -> None:
         assert await store.search("a", "c", base, 0.5, lambda q: False) is None
 
     asyncio.run(run())
+
+
+def test_cached_answers_add_almost_nothing_for_the_garbage_collector_to_scan() -> None:
+    """Kept as dicts, 20k answers were 80k tracked objects and a 16 ms pause per full
+    collection (a +14 ms p99 at 500 rps); as bytes an exact entry adds none and a semantic
+    entry one, and a hit is a fresh copy."""
+    store = MemoryStore(max_entries=5000)
+    answer = {"choices": [{"message": {"role": "assistant", "content": "hi"}}], "usage": {}}
+    vector = unit(np.ones(8, dtype=np.float32))
+
+    def tracked_growth(fill: Callable[[], Coroutine[Any, Any, None]]) -> int:
+        gc.collect()
+        before = len(gc.get_objects())
+        asyncio.run(fill())
+        gc.collect()
+        return len(gc.get_objects()) - before
+
+    async def exact() -> None:
+        for i in range(2000):
+            await store.put("tenant", f"k{i}", answer, ttl=60)
+
+    async def semantic() -> None:
+        for i in range(2000):
+            await store.add(
+                "tenant", context="c", vector=vector, query=f"q{i}", entry=answer, ttl=60
+            )
+
+    assert tracked_growth(exact) < 100
+    assert tracked_growth(semantic) < 2200
+    hit = asyncio.run(store.get("tenant", "k1"))
+    assert hit == answer
+    hit["choices"].clear()
+    assert asyncio.run(store.get("tenant", "k1")) == answer
 
 
 def test_a_changed_ttl_never_serves_an_expired_entry() -> None:

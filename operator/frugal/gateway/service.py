@@ -102,6 +102,8 @@ class Gateway:
         await self.shadow.drain()
         await self.falsehits.drain()
         await self.waker.close()
+        for store in self._stores.values():
+            await store.close()  # before the Redis clients: a catch-up may still be reading
         for client in self._redis.values():
             await client.aclose()
         if self._session is not None:
@@ -160,7 +162,9 @@ class Gateway:
         if client is None:
             import redis.asyncio as redis
 
-            client = self._redis[url] = redis.from_url(url, socket_timeout=2.0)
+            # A host that drops packets must not hold a request for the OS connect timeout.
+            client = redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=0.5)
+            self._redis[url] = client
         return client
 
     def _make_cache(
