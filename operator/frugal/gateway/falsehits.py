@@ -29,6 +29,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from frugal.gateway.background import BoundedTasks
 from frugal.gateway.config import Limits
 from frugal.gateway.metering import Metrics
 from frugal.gateway.shadow import similarity
@@ -144,7 +145,7 @@ class FalseHitMonitor:
         self.clock = clock
         self.limits = limits
         self._budgets: dict[tuple[str, str], SemanticBudget] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BoundedTasks()
 
     def budget(self, namespace: str, kind: str, target: str) -> SemanticBudget:
         """The budget of the CachePolicy in front of ``kind`` ``namespace/target`` (one at most),
@@ -164,13 +165,14 @@ class FalseHitMonitor:
         fresh: Callable[[], Awaitable[str | None]],
     ) -> bool:
         """Start one verification unless the bound is full; True if started."""
-        if len(self._tasks) >= self.limits.shadow_concurrency:
+        epoch = budget.epoch
+        started = self._tasks.start(
+            lambda: self._verify(budget, max_rate, cached, fresh, epoch),
+            self.limits.shadow_concurrency,
+        )
+        if not started:
             log.debug("verification of a %s/%s hit skipped", budget.namespace, budget.policy)
-            return False
-        task = asyncio.create_task(self._verify(budget, max_rate, cached, fresh, budget.epoch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return True
+        return started
 
     async def _verify(
         self,
@@ -193,9 +195,7 @@ class FalseHitMonitor:
         """Cancel outstanding verifications and resume timers (shutdown)."""
         for budget in self._budgets.values():
             budget.cancel_timer()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.cancel_all()
 
     @property
     def active(self) -> int:

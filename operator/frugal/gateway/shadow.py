@@ -12,12 +12,12 @@ reference tier is never woken for a shadow call, and its spend is metered apart.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from frugal.gateway.background import BoundedTasks
 from frugal.gateway.metering import Metrics
 
 log = logging.getLogger("frugal.gateway")
@@ -64,7 +64,7 @@ class ShadowSampler:
         self.metrics = metrics
         self.quality = quality
         self.concurrency = concurrency
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BoundedTasks()
 
     def submit(
         self,
@@ -75,13 +75,12 @@ class ShadowSampler:
         reference: Callable[[], Awaitable[str | None]],
     ) -> bool:
         """Start one comparison unless the bound is full; True if started."""
-        if len(self._tasks) >= self.concurrency:
+        started = self._tasks.start(
+            lambda: self._compare(policy, namespace, tier, answer, reference), self.concurrency
+        )
+        if not started:
             self.metrics.shadow.labels(policy, namespace, tier, "skipped").inc()
-            return False
-        task = asyncio.create_task(self._compare(policy, namespace, tier, answer, reference))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return True
+        return started
 
     async def _compare(
         self,
@@ -104,9 +103,7 @@ class ShadowSampler:
 
     async def drain(self) -> None:
         """Cancel outstanding comparisons (shutdown)."""
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.cancel_all()
 
     @property
     def active(self) -> int:
