@@ -18,6 +18,8 @@ from typing import Any
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from testbed.fleet import process_rss
+
 REPO = Path(__file__).resolve().parent.parent
 RESERVATION = "reserved"
 # Small models fit an L4, the 14B one needs an L40S: both GPU types are used.
@@ -99,17 +101,6 @@ def policy_name(j: int) -> str:
 
 
 # --- the operator as its own process --------------------------------------------------------
-
-
-def proc_rss(pid: int) -> int:
-    """Resident set size in bytes (VmRSS), 0 once the process is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def proc_cpu_seconds(pid: int) -> float:
@@ -215,7 +206,9 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_event.is_set():
-            self.samples.append((time.monotonic(), proc_rss(self.pid), proc_cpu_seconds(self.pid)))
+            self.samples.append(
+                (time.monotonic(), process_rss(self.pid), proc_cpu_seconds(self.pid))
+            )
             self._stop_event.wait(self.period)
 
     def stop(self) -> None:

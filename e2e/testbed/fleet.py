@@ -401,7 +401,7 @@ class Fleet:
     def memory(self) -> dict[str, int]:
         """Resident memory (bytes) of each running component, for reports."""
         state = FleetState.load(self.state_file)
-        return {n: _rss(p) for n, p in (state.pids.items() if state else []) if _running(p)}
+        return {n: process_rss(p) for n, p in (state.pids.items() if state else []) if _running(p)}
 
     def _kubectl_ok(self, *args: str, input: str | None = None) -> str:
         out = self.kubectl(*args, input=input)
@@ -566,7 +566,8 @@ def _running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
-def _rss(pid: int) -> int:
+def process_rss(pid: int) -> int:
+    """Resident set size in bytes (VmRSS), 0 once the process is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
