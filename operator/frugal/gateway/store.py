@@ -196,6 +196,15 @@ class _Semantic(NamedTuple):
     expires: float
 
 
+def index_for(indexes: dict[str, VectorIndex], context: str, dim: int) -> VectorIndex | None:
+    """The context's index, made on first use; None for a vector of another dimension (cannot
+    happen: the context includes the embedder)."""
+    index = indexes.get(context)
+    if index is None:
+        index = indexes[context] = VectorIndex(dim)
+    return index if index.dim == dim else None
+
+
 @dataclass
 class _Scope:
     exact: OrderedDict[str, tuple[float, bytes]] = field(default_factory=OrderedDict)
@@ -284,11 +293,9 @@ class MemoryStore:
         ttl: float,
     ) -> None:
         s = self._scope(scope)
-        index = s.indexes.get(context)
+        index = index_for(s.indexes, context, len(vector))
         if index is None:
-            index = s.indexes[context] = VectorIndex(len(vector))
-        if len(vector) != index.dim:
-            return  # cannot happen: the context includes the embedder
+            return
         key = next(self._keys)
         index.add([key], vector[None, :])
         s.semantic[key] = _Semantic(context, query, _pack(entry), self.clock() + ttl)
@@ -374,11 +381,8 @@ class RedisStore:
             mirror.last_id = record_id.decode()
             vector = np.frombuffer(fields[b"v"], dtype=np.float32)
             context = fields[b"c"].decode()
-            index = mirror.indexes.get(context)
-            if index is None:
-                index = mirror.indexes[context] = VectorIndex(len(vector))
-            if len(vector) != index.dim:
-                continue  # cannot happen: the context includes the embedder
+            if index_for(mirror.indexes, context, len(vector)) is None:
+                continue
             key = next(self._keys)
             mirror.entries[key] = (fields[b"i"].decode(), context, int(fields[b"x"]))
             keys, vectors = batches.setdefault(context, ([], []))
