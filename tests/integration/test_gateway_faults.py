@@ -20,7 +20,15 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from frugal.gateway.server import make_app
 from frugal.gateway.snapshot import Upstream
-from frugal.gateway.testing import config, gateway, routing_policy, scrape, sims, total
+from frugal.gateway.testing import (
+    cache_policy,
+    config,
+    gateway,
+    routing_policy,
+    scrape,
+    sims,
+    total,
+)
 from support.badupstream import BadUpstream
 
 FAST = {"ttft_seconds": 0.0, "tokens_per_second": 0.0, "answer_tokens": 8}
@@ -164,6 +172,54 @@ def test_failures_mid_stream_end_in_an_error_event(mode: str) -> None:
                         assert events[0]["choices"][0]["delta"]["content"] == "Hello"
                         assert events[-1]["error"]["type"] == "api_error"
                         assert "tier bad" in events[-1]["error"]["message"]
+                    samples = await scrape(client)
+                    assert total(samples, "frugal_gateway_requests_total", code="502") == 1
+                    await settled(client, bad, before)
+            finally:
+                await bad.stop()
+
+    run(test)
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["relay", "cached"])
+@pytest.mark.parametrize("mode", ["cut-json", "cut-json-brace"])
+def test_a_json_event_cut_short_mid_stream_ends_the_stream_in_an_error(
+    mode: str, cached: bool
+) -> None:
+    """An event whose JSON object is cut short (the upstream lost bytes, then went on as if
+    nothing happened) would make the client's SDK fail on that event, and the gateway could
+    not meter it: like any other malformed event it ends the stream with an error event and
+    no ``[DONE]``, and nothing after the cut reaches the client. Checked on both paths: the
+    plain relay, which decodes only the events that need it (``cut-json-brace`` ends in ``}``,
+    as a whole object does), and a cached route, which decodes every event. An event whose
+    text holds an unmatched ``{`` is whole, and passes."""
+
+    async def test() -> None:
+        async with sims() as fleet:
+            good_url = await fleet.start("good", **FAST)
+            bad = await BadUpstream().start()
+            try:
+                cfg = fault_config(bad.url(mode), good_url, read_timeout=5)
+                if cached:
+                    spec = {"exact": {"enabled": True}, "semantic": {"enabled": False}}
+                    cfg["policies"].append(
+                        cache_policy("only-cache", "only", backend={"type": "memory"}, **spec)
+                    )
+                async with gateway(config(**cfg)) as client:
+                    before = tasks()
+                    resp = await client.post("/v1/chat/completions", json=ask("only", True))
+                    text = await resp.text()
+                    assert resp.status == 200
+                    assert "oops" not in text
+                    events = parse_events(text)
+                    assert [e["choices"][0]["delta"]["content"] for e in events[:2]] == [
+                        "Hello",
+                        " {",
+                    ]
+                    assert len(events) == 3
+                    assert events[-1]["error"]["type"] == "api_error"
+                    assert events[-1]["error"]["code"] == "upstream_stream"
+                    assert "malformed event" in events[-1]["error"]["message"]
                     samples = await scrape(client)
                     assert total(samples, "frugal_gateway_requests_total", code="502") == 1
                     await settled(client, bad, before)

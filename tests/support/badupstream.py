@@ -13,7 +13,11 @@ to ``/hang/v1/chat/completions``):
 - ``json-stream``  answers a stream request with a plain JSON body (wrong content type);
 - ``garbage-sse``  200 text/event-stream whose first event is not JSON;
 - ``garbage-mid``  a stream whose third event (0.1 s after the first two) is not JSON;
-- ``no-done``      a stream that ends without ``data: [DONE]``.
+- ``no-done``      a stream that ends without ``data: [DONE]``;
+- ``cut-json``     a stream whose third event (0.1 s after the first two, the second with a
+                   ``{`` in its text) is a JSON object cut off mid-string, followed by valid
+                   events and ``[DONE]`` (an upstream that lost bytes yet kept on going);
+- ``cut-json-brace`` the same, cut just after a nested object, so the event ends in ``}``.
 
 ``hits`` counts requests per misbehaviour; ``open`` is how many handlers are running now.
 """
@@ -41,7 +45,16 @@ MODES = (
     "garbage-sse",
     "garbage-mid",
     "no-done",
+    "cut-json",
+    "cut-json-brace",
 )
+
+CUT = {
+    "cut-json": b'data: {"id": "chatcmpl-bad", "choices": [{"index": 0, "delta": {"content": "oops',
+    "cut-json-brace": b'data: {"id": "chatcmpl-bad", "choices": [{"index": 0, "delta": {}',
+}
+"""The cut-short events: the second ends in a closing brace, as a cut right after a nested
+object does."""
 
 
 def chunk(text: str, model: str = "bad") -> bytes:
@@ -142,4 +155,9 @@ class BadUpstream:
             return resp
         if mode == "no-done":
             return await self._stream(request, [chunk("Hello"), chunk(" there")])
+        if mode in CUT:
+            resp = await self._stream(request, [chunk("Hello"), chunk(" {")])
+            await asyncio.sleep(0.1)
+            await resp.write(CUT[mode] + b"\n\n" + chunk("oops") + b"data: [DONE]\n\n")
+            return resp
         raise web.HTTPNotFound
