@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -114,6 +115,14 @@ def operator(
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve the operator's Prometheus metrics on this port.")
     ] = None,
+    handler_logs: Annotated[
+        bool,
+        typer.Option(
+            help="Log every handler run that succeeded (kopf's per-object INFO lines). Off by "
+            "default: at a thousand endpoints they are ~100 lines/s and 5% of the event loop; "
+            "failures, retries and frugal's own decisions are logged either way."
+        ),
+    ] = False,
 ) -> None:
     """Run the operator (reconciles InferenceEndpoints into vLLM Deployments)."""
     import asyncio
@@ -129,6 +138,8 @@ def operator(
         verbose=False,
         log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.PLAIN,
     )
+    if not handler_logs:
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     try:
         timings = leader.Timings(lease_duration, renew_deadline, retry_period)
     except ValueError as err:

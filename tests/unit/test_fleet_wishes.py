@@ -17,6 +17,7 @@ from frugal.controller.endpoints import (
     fleet_wishes,
     generations,
 )
+from frugal.controller.statuswrites import Snapshot
 from frugal.placement.plan import EndpointWish, plan_fleet
 from frugal.settings import ReservationPool, Settings
 from support.strategies import endpoint_spec
@@ -45,7 +46,14 @@ def fleet(draw: st.DrawFn) -> list[EndpointWish]:
 
 
 def index_of(wishes: list[EndpointWish]) -> dict[str, list[IndexedEndpoint]]:
-    return {w.key: [IndexedEndpoint(1, w.spec, w.replicas, w.spot_share_limit)] for w in wishes}
+    def snapshot(key: str) -> Snapshot:
+        namespace, name = key.split("/")
+        return Snapshot(name, namespace, "uid", "1", 1, {})
+
+    return {
+        w.key: [IndexedEndpoint(1, w.spec, w.replicas, w.spot_share_limit, snapshot(w.key))]
+        for w in wishes
+    }
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

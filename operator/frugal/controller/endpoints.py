@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import kopf
-from kubernetes.client import ApiClient, ApiException
+from kubernetes.client import ApiClient
 from pydantic import ValidationError
 
 from frugal import kube
@@ -30,6 +30,7 @@ from frugal.controller import events
 from frugal.controller.children import LiveChild, controller_uid, sync_children
 from frugal.controller.metrics import RECONCILE_SECONDS, RECONCILES, WRITES
 from frugal.controller.status import Observed, differs, endpoint_status, placement_status
+from frugal.controller.statuswrites import Snapshot, StatusWriter
 from frugal.placement.plan import EndpointPlan, EndpointWish, initial_replicas, plan_fleet
 from frugal.render.endpoint import HASH_ANNOTATION, Owner, render_endpoint, service_url
 from frugal.render.labels import CAPACITY_LABEL, ENDPOINT_LABEL
@@ -62,6 +63,7 @@ class Context:
     plans: PlanCache = field(default_factory=lambda: PlanCache())  # noqa: PLW0108 - defined below
     observed: dict[str, tuple[Observed, ...]] = field(default_factory=dict)
     """The Deployments' replicas last folded into each endpoint's status."""
+    statuses: StatusWriter = field(default_factory=lambda: StatusWriter())  # noqa: PLW0108
 
     executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(API_WORKERS, thread_name_prefix="frugal-api")
@@ -125,17 +127,30 @@ class IndexedEndpoint:
     """None when the spec is invalid (that endpoint reports its own error)."""
     replicas: int
     spot_limit: float | None
+    snapshot: Snapshot
+    """The status as watched, which status writes start from instead of reading it."""
 
 
-def endpoints_index(namespace: str, name: str, spec: Any, status: Any, meta: Any, **_: Any) -> dict:
+def endpoints_index(
+    *, body: Any, namespace: str, name: str, spec: Any, status: Any, meta: Any, **_: Any
+) -> dict:
     try:
         parsed: InferenceEndpointSpec | None = InferenceEndpointSpec.model_validate(dict(spec))
     except ValidationError:
         parsed = None
     st = dict(status)
     replicas = wanted_replicas(parsed, st) if parsed is not None else 0
-    entry = IndexedEndpoint(meta.get("generation"), parsed, replicas, spot_limit(st))
+    entry = IndexedEndpoint(
+        meta.get("generation"), parsed, replicas, spot_limit(st), Snapshot.of(body)
+    )
     return {f"{namespace}/{name}": entry}
+
+
+def watched(index: Any, key: str) -> Snapshot | None:
+    """The endpoint's status as the watch last delivered it."""
+    if index is None or key not in index:
+        return None
+    return next(iter(index[key])).snapshot
 
 
 def children_index(namespace: str, name: str, labels: Any, meta: Any, body: Any, **_: Any) -> dict:
@@ -321,7 +336,8 @@ async def _reconcile_endpoint(
     except ValidationError as err:
         message = f"spec is invalid: {_first_error(err)}"
         events.warning(body, "InvalidSpec", message)
-        await write_status(ctx, body, {"placed": {"code": "InvalidSpec", "message": message}}, [])
+        placed = {"placed": {"code": "InvalidSpec", "message": message}}
+        await write_status(ctx, namespace, name, placed, [], endpoints_index)
         return
     wish = EndpointWish(
         key, parsed, wanted_replicas(parsed, dict(status)), spot_limit(dict(status))
@@ -344,19 +360,34 @@ async def _reconcile_endpoint(
             WRITES.labels("delete", child.split("/")[0]).inc()
         if result.writes:
             log.info("%s: applied %s, deleted %s", key, result.applied, result.deleted)
-    _post_placement_events(body, dict(status), plan)
+    # Against the newest status known: kopf's copy may not show this process's last write yet,
+    # and an event compared with it was posted twice.
+    latest = ctx.statuses.latest(key, watched(endpoints_index, key))
+    _post_placement_events(body, dict(latest.status) if latest else dict(status), plan)
     prices = (
         {ct: plan.fit.gpu.price(ct) for ct in CapacityType}
         if plan.fit.gpu
         else dict.fromkeys(CapacityType, 0.0)
     )
     await write_status(
-        ctx, body, placement_status(plan, parsed, prices), observed_replicas(deployments_index, key)
+        ctx,
+        namespace,
+        name,
+        placement_status(plan, parsed, prices),
+        observed_replicas(deployments_index, key),
+        endpoints_index,
     )
 
 
 async def on_deployment_event(
-    *, namespace: str, labels: Any, memo: Any, deployments_index: Any, type: str | None, **_: Any
+    *,
+    namespace: str,
+    labels: Any,
+    memo: Any,
+    deployments_index: Any,
+    endpoints_index: Any,
+    type: str | None,
+    **_: Any,
 ) -> None:
     """A child Deployment changed (replicas became ready, a pod was lost): refresh status."""
     endpoint = labels.get(ENDPOINT_LABEL)
@@ -367,68 +398,53 @@ async def on_deployment_event(
     observed = observed_replicas(deployments_index, key)
     if ctx.observed.get(key) == tuple(observed):
         return  # a status-only change of the Deployment that readiness does not see
-    # write_status reads the endpoint fresh under its lock (and returns if it is gone): a read
-    # here too was a second GET per Deployment readiness change, 2,000 Deployments converging.
-    await write_status(
-        ctx, {"metadata": {"namespace": namespace, "name": endpoint}}, None, observed
-    )
+    await write_status(ctx, namespace, endpoint, None, observed, endpoints_index)
 
 
-def get_or_none(api: ApiClient, path: str) -> dict[str, Any] | None:
-    try:
-        return kube.request(api, "GET", path)
-    except ApiException as err:
-        if err.status == 404:
-            return None
-        raise
-
-
-async def write_status(
+async def write_status(  # noqa: PLR0917 - four call sites, each names what it passes
     ctx: Context,
-    body: Any,
+    namespace: str,
+    name: str,
     placement: dict[str, Any] | None,
     observed: list[Observed],
+    index: Any,
 ) -> None:
-    """Recompute the status from fresh state and patch it only if something changed.
+    """Recompute the status from the newest copy known and patch it only if something changed.
 
     ``placement`` None keeps the placement part of the current status (a Deployment event
-    refreshes readiness only). Serialised per endpoint: both paths read, compute and write.
+    refreshes readiness only). ``index`` is the endpoints index (the watched copy).
     """
-    meta = body["metadata"]
-    namespace, name = meta["namespace"], meta["name"]
-    path = kube.resource_path(f"{GROUP}/{VERSION}", "InferenceEndpoint", namespace, name)
-    async with ctx.lock(f"{namespace}/{name}"):
-        fresh = await ctx.run(get_or_none, ctx.api, path)
-        if fresh is None:
-            return
-        previous = fresh.get("status") or {}
-        if placement is None:
-            placement = _placement_from(previous)
+    url = service_url(Owner(name, namespace, ""), ctx.settings.engine.port)
+
+    def compute(current: Snapshot) -> dict[str, Any]:
+        previous = dict(current.status)
+        if placement is None and "placement" not in previous:
+            # A Deployment event before the reconcile that applied it wrote its status: that
+            # write carries the replicas too, and one now would be a placement-less Pending.
+            return {}
         new = endpoint_status(
             name=name,
             namespace=namespace,
-            generation=fresh["metadata"].get("generation"),
-            placement=placement,
+            generation=current.generation,
+            placement=placement if placement is not None else _placement_from(previous),
             observed=observed,
             previous=previous,
-            url=service_url(Owner(name, namespace, ""), ctx.settings.engine.port),
+            url=url,
             now=now(),
         )
-        if differs(previous, new):
-            WRITES.labels("patch-status", "InferenceEndpoint").inc()
-            await ctx.run(
-                kube.request,
-                ctx.api,
-                "PATCH",
-                f"{path}/status",
-                body={"status": new},
-                content_type="application/merge-patch+json",
-            )
-            # A new endpoint's first phase (Pending) is no news: one Event fewer per endpoint.
-            first_pending = previous.get("phase") is None and new["phase"] == "Pending"
-            if previous.get("phase") != new["phase"] and not first_pending:
-                events.normal(fresh, new["phase"], _ready_message(new))
-        ctx.observed[f"{namespace}/{name}"] = tuple(observed)
+        return new if differs(previous, new) else {}
+
+    key = f"{namespace}/{name}"
+    written = await ctx.statuses.update(ctx, namespace, name, watched(index, key), compute)
+    ctx.observed[key] = tuple(observed)
+    if written is None:
+        return
+    before, new = written
+    previous_phase = before.status.get("phase")
+    # A new endpoint's first phase (Pending) is no news: one Event fewer per endpoint.
+    first_pending = previous_phase is None and new["phase"] == "Pending"
+    if previous_phase != new["phase"] and not first_pending:
+        events.normal(before.body, new["phase"], _ready_message(new))
 
 
 def _placement_from(status: dict[str, Any]) -> dict[str, Any]:

@@ -78,25 +78,29 @@ async def _patch_status(ctx: endpoints.Context, kind: str, ns: str, name: str, p
     )
 
 
-async def _patch_endpoint_status(
-    ctx: endpoints.Context, ns: str, name: str, seen: dict[str, Any], patch: dict[str, Any]
+async def _patch_endpoint_status(  # noqa: PLR0917 - one call site
+    ctx: endpoints.Context,
+    ns: str,
+    name: str,
+    seen: dict[str, Any],
+    patch: dict[str, Any],
+    index: Any,
 ) -> bool:
-    """Patch an endpoint's status rebased on a fresh read, under the reconciler's status lock.
+    """Patch an endpoint's status rebased on the newest copy known, under the status lock.
 
-    ``patch`` was computed from the status kopf last delivered, which lags behind the API
-    server under load; sent as it is, its conditions list (a merge patch replaces lists) undid
-    the reconciler's latest conditions, which the reconciler then wrote back: a write storm.
+    ``patch`` was computed from the status kopf last delivered (``seen``), which lags behind
+    the API server under load; sent as it is, its conditions list (a merge patch replaces
+    lists) undid the reconciler's latest conditions, which the reconciler then wrote back: a
+    write storm. Rebased and preconditioned on the copy's resourceVersion, it cannot.
     """
-    path = kube.resource_path(f"{GROUP}/{VERSION}", "InferenceEndpoint", ns, name)
-    async with ctx.lock(f"{ns}/{name}"):
-        live = await ctx.run(endpoints.get_or_none, ctx.api, path)
-        if live is None:
-            return False
-        rebased = rebase_patch(seen, patch, live.get("status") or {})
-        if not rebased:
-            return False
-        await _patch_status(ctx, "InferenceEndpoint", ns, name, rebased)
-    return True
+    written = await ctx.statuses.update(
+        ctx,
+        ns,
+        name,
+        endpoints.watched(index, f"{ns}/{name}"),
+        lambda current: rebase_patch(seen, patch, dict(current.status)),
+    )
+    return written is not None
 
 
 def rebase_patch(
@@ -226,7 +230,9 @@ async def scale_endpoint(
         patch["spot"] = spot
     if not patch:
         return
-    await _patch_endpoint_status(ctx, namespace, name, previous, patch)
+    await _patch_endpoint_status(
+        ctx, namespace, name, previous, patch, kwargs.get("endpoints_index")
+    )
     if spot is not None:
         events.normal(
             body,

@@ -24,6 +24,7 @@ from aiohttp import web
 from kubernetes.client import ApiClient
 
 from frugal.controller import endpoints, gateways, leader, loops, nodepools
+from frugal.controller.kopfperf import LeanStatusDiffBaseStorage, install_quiet_toggle_sets
 from frugal.settings import Settings
 from frugal.signals.prometheus import Signals
 
@@ -70,7 +71,7 @@ def operator_settings() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     # kopf's bookkeeping lives in status, never in the user's metadata or spec.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
-    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(
+    settings.persistence.diffbase_storage = LeanStatusDiffBaseStorage(
         field="status.kopf.last-handled-configuration"
     )
     settings.persistence.finalizer = "frugal.dev/finalizer"
@@ -189,6 +190,7 @@ async def run(
             # On a thread: a busy event loop must not cost a healthy leader its Lease.
             halt_renewals = elector.renew_in_thread(on_lost)
         started.set()
+        install_quiet_toggle_sets()
         await kopf.operator(
             registry=registry,
             settings=settings,

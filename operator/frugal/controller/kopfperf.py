@@ -1,0 +1,77 @@
+"""Shell: two of kopf's internals, kept to kopf's behaviour but linear at a thousand endpoints.
+
+Both were found by profiling the operator over 1,000 endpoints (about 6,000 watched objects);
+BENCHMARKS.md "Fleet scale" has the figures. Each keeps kopf's observable behaviour (unit tests
+compare them with kopf's own classes) and is installed only through kopf's settings or before
+``kopf.operator`` starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import kopf
+from kopf._cogs.aiokits import aiotoggles  # kopf's own primitives, as its reactor uses them
+from kopf._cogs.structs import dicts
+
+_KOPF_TOGGLE_SET = aiotoggles.ToggleSet
+
+
+class LeanStatusDiffBaseStorage(kopf.StatusDiffBaseStorage):
+    """kopf's status diff-base storage, building the essence without copying what it drops.
+
+    On every watch event kopf builds the object's "essence" (spec, labels, annotations) to detect
+    changes. Its ``build`` deep-copies the whole object, then deletes metadata and status:
+    copying managedFields and the status only to discard them was 11% of the event loop while a
+    thousand endpoints converged. Only the parts the essence keeps are handed to kopf's own
+    ``build`` here, so the essence (and what is stored) is exactly kopf's.
+    """
+
+    def build(self, *, body: Any, extra_fields: Iterable[Any] | None = None) -> Any:
+        extra = list(extra_fields or [])
+        meta = body.get("metadata") or {}
+        lean: dict[str, Any] = {k: v for k, v in body.items() if k not in ("metadata", "status")}
+        lean["metadata"] = {k: meta[k] for k in ("labels", "annotations") if k in meta}
+        # Fields handlers asked for besides the essence (e.g. one in status), uncopied:
+        # kopf's build copies them.
+        dicts.cherrypick(src=body, dst=lean, fields=extra)
+        return super().build(body=lean, extra_fields=extra)
+
+
+class QuietToggleSet(_KOPF_TOGGLE_SET):
+    """kopf's toggle set, waking its waiters only when the set's state changes.
+
+    At start-up kopf holds every object's handlers until all indexes are filled: each object
+    of an indexed kind adds a toggle to one set while listed and drops it once indexed, and
+    every handler waits on the set. kopf's set woke every waiter on every add and drop, and
+    each woken waiter re-took the lock in turn: quadratic in the objects. At 6,000 objects
+    that was 220 s of a saturated core before the first reconcile (75% of the samples in
+    asyncio's call_soon). Waiters wait for the set's state, so waking them when it did not
+    change is only work; toggles turned one by one still notify as in kopf.
+    """
+
+    async def make_toggle(self, __val: bool = False, *, name: str | None = None) -> Any:
+        toggle = aiotoggles.Toggle(__val, name=name, condition=self._condition)
+        async with self._condition:
+            before = self.is_on()
+            self._toggles.add(toggle)
+            if self.is_on() != before:
+                self._condition.notify_all()
+        return toggle
+
+    async def drop_toggle(self, toggle: Any) -> None:
+        await self.drop_toggles([toggle])
+
+    async def drop_toggles(self, toggles: Iterable[Any]) -> None:
+        async with self._condition:
+            before = self.is_on()
+            self._toggles.difference_update(toggles)
+            if self.is_on() != before:
+                self._condition.notify_all()
+
+
+def install_quiet_toggle_sets() -> None:
+    """Make kopf's reactor build :class:`QuietToggleSet` (it looks the class up by module
+    attribute when it starts). Call before ``kopf.operator``; idempotent."""
+    aiotoggles.ToggleSet = QuietToggleSet  # type: ignore[misc]
