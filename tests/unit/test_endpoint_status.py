@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from frugal.api.base import CapacityType
-from frugal.controller.status import Observed, differs, endpoint_status
+from frugal.controller.status import Observed, changes, endpoint_status
 
 PLACED = {
     "desired": {"total": 3, "reserved": 1, "spot": 1, "onDemand": 1},
@@ -81,12 +81,14 @@ def test_unplaceable_endpoint_is_pending_with_the_reason() -> None:
 def test_recomputing_changes_nothing_and_keeps_transition_times() -> None:
     first = status(now="2026-01-01T00:00:00Z")
     again = status(previous=first, now="2026-01-01T01:00:00Z")
-    assert not differs(first, again)
+    assert changes(first, again) == {}
     moved = status(
         observed=[Observed(CapacityType.SPOT, 3, 3)], previous=first, now="2026-01-01T02:00:00Z"
     )
     assert conditions(moved)["Ready"]["lastTransitionTime"] == "2026-01-01T02:00:00Z"
     assert conditions(moved)["Placed"]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+    # The patch carries only what moved, not the unchanged GPU, cost, URL or placement.
+    assert set(changes(first, moved)) == {"phase", "conditions", "replicas"}
 
 
 def test_conditions_of_other_loops_are_kept() -> None:

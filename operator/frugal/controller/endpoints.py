@@ -29,7 +29,7 @@ from frugal.api.endpoint import InferenceEndpointSpec
 from frugal.controller import events
 from frugal.controller.children import LiveChild, controller_uid, sync_children
 from frugal.controller.metrics import RECONCILE_SECONDS, RECONCILES, WRITES
-from frugal.controller.status import Observed, differs, endpoint_status, placement_status
+from frugal.controller.status import Observed, changes, endpoint_status, placement_status
 from frugal.controller.statuswrites import Snapshot, StatusWriter
 from frugal.placement.plan import EndpointPlan, EndpointWish, initial_replicas, plan_fleet
 from frugal.render.endpoint import HASH_ANNOTATION, Owner, render_endpoint, service_url
@@ -432,19 +432,22 @@ async def write_status(  # noqa: PLR0917 - four call sites, each names what it p
             url=url,
             now=now(),
         )
-        return new if differs(previous, new) else {}
+        # Only what changed: a smaller merge for the API server, the rest is already there.
+        return changes(previous, new)
 
     key = f"{namespace}/{name}"
     written = await ctx.statuses.update(ctx, namespace, name, watched(index, key), compute)
     ctx.observed[key] = tuple(observed)
     if written is None:
         return
-    before, new = written
+    before, changed = written
     previous_phase = before.status.get("phase")
+    phase = changed.get("phase", previous_phase)
     # A new endpoint's first phase (Pending) is no news: one Event fewer per endpoint.
-    first_pending = previous_phase is None and new["phase"] == "Pending"
-    if previous_phase != new["phase"] and not first_pending:
-        events.normal(before.body, new["phase"], _ready_message(new))
+    first_pending = previous_phase is None and phase == "Pending"
+    if phase != previous_phase and not first_pending:
+        # The Ready condition changes with the phase, so the patch carries the conditions.
+        events.normal(before.body, phase, _ready_message(changed))
 
 
 def _placement_from(status: dict[str, Any]) -> dict[str, Any]:
@@ -456,7 +459,7 @@ def _placement_from(status: dict[str, Any]) -> dict[str, Any]:
 
 
 def _ready_message(status: dict[str, Any]) -> str:
-    ready = next((c for c in status["conditions"] if c["type"] == "Ready"), {})
+    ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
     return f"phase {status['phase']}: {ready.get('message', '')}"
 
 

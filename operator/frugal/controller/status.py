@@ -158,6 +158,7 @@ def endpoint_status(
     return status
 
 
-def differs(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    """Whether writing ``new`` would change anything in ``old`` (only keys we own)."""
-    return any(old.get(k) != v for k, v in new.items())
+def changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of ``new`` (only keys we own) whose values differ from ``old``: the merge patch
+    to send, empty when writing would change nothing."""
+    return {k: v for k, v in new.items() if old.get(k) != v}
