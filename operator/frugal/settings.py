@@ -55,6 +55,12 @@ class EngineDefaults(_Settings):
     port: int = 8000
     default_max_model_len: int = 8192
     """Context length assumed for sizing when an endpoint leaves maxModelLen unset."""
+    scheduler_name: str | None = Field(
+        default=None, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253
+    )
+    """The scheduler that places engine pods (``schedulerName``); unset: the cluster's default.
+    On managed control planes (EKS, GKE, AKS), whose default scheduler takes no configuration,
+    name a second scheduler running frugal's GPU bin-packing profile (docs/node-pools.md)."""
 
     def image_for(self, quantization: str) -> str:
         return self.images.get(quantization, self.image)

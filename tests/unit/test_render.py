@@ -311,3 +311,22 @@ def test_the_documented_scheduler_profile_is_the_rendered_one() -> None:
     blocks = [yaml.safe_load(b.split("```")[0]) for b in doc.split("```yaml\n")[1:]]
     documented = [b for b in blocks if b.get("kind") == "KubeSchedulerConfiguration"]
     assert documented == [scheduler_configuration(gpu_bin_packing_profile())]
+
+
+def test_engine_pods_name_the_configured_scheduler() -> None:
+    """Managed control planes run the GPU bin-packing profile as a second scheduler."""
+    default = render(spec())
+    assert all(
+        "schedulerName" not in pod_of(c) for c in default.values() if c["kind"] == "Deployment"
+    )
+    settings = Settings.model_validate({"engine": {"schedulerName": "frugal-gpu-binpack"}})
+    named = render(spec(), settings)
+    deployments = [c for c in named.values() if c["kind"] == "Deployment"]
+    assert deployments
+    assert {pod_of(d)["schedulerName"] for d in deployments} == {"frugal-gpu-binpack"}
+    with pytest.raises(ValueError, match=r"schedulerName"):
+        Settings.model_validate({"engine": {"schedulerName": "Not A Name"}})
+
+
+def pod_of(deployment: dict) -> dict:
+    return deployment["spec"]["template"]["spec"]

@@ -162,6 +162,8 @@ def _pod_spec(
     }
     if profile.gpu_count_label:
         pod["affinity"] = {"nodeAffinity": gpu_count_affinity(profile.gpu_count_label, gpus)}
+    if engine.scheduler_name:
+        pod["schedulerName"] = engine.scheduler_name
     return pod
 
 

@@ -17,8 +17,8 @@ which is best fit: an exact fit scores 100, a node left with more idle GPUs scor
 
 It is a scheduler configuration, not a pod field: platform teams who run their control plane
 (kubeadm, k3s, RKE2, the KWOK testbed) set it in the default profile. Managed control planes
-(EKS, GKE, AKS) take no scheduler configuration; there it needs a second scheduler, which engine
-pods would have to name in ``schedulerName`` (not rendered yet).
+(EKS, GKE, AKS) take no scheduler configuration; there it runs as a second scheduler, named by
+the ``engine.schedulerName`` setting, which engine pods then carry as ``schedulerName``.
 """
 
 from __future__ import annotations
