@@ -46,18 +46,18 @@ import yaml  # noqa: E402
 from kubernetes.client import ApiClient  # noqa: E402
 from scale_exporter import Exporter, FleetCollector  # noqa: E402
 from scale_fleet import (  # noqa: E402
-    OperatorProcess,
     Sampler,
     endpoint_doc,
     expected_children,
     policy_doc,
     policy_name,
-    total,
+    start_operator,
 )
 
 from frugal import kube  # noqa: E402
 from frugal.render.gateway import CONFIG_KEY  # noqa: E402
 from frugal.render.labels import ENDPOINT_LABEL  # noqa: E402
+from support.process import OperatorProcess, total  # noqa: E402
 from testbed.controlplane import free_port  # noqa: E402
 from testbed.fleet import Fleet, karpenter_pools  # noqa: E402
 from testbed.prom import Prometheus  # noqa: E402
@@ -439,15 +439,13 @@ def run_size(fleet: Fleet, api: ApiClient, n: int, args: argparse.Namespace) -> 
     result: dict[str, Any] = {"endpoints": n, "policies": len(policies), "namespace": ns}
 
     # Phase 1: production timers; convergence from empty, then spec-change latency.
-    op = OperatorProcess(
+    op = start_operator(
         fleet.kubeconfig,
         ns,
         operator_settings(ns, reconcile=60, scale=15, reroute=10),
         workdir,
-        free_port(),
         command_prefix=args.prefix,
     )
-    op.start()
     try:
         return _measure(fleet, api, n, args, op, endpoints, policies, result, workdir)
     finally:
@@ -528,7 +526,7 @@ def _measure(  # noqa: PLR0915, PLR0917 - one call site
     op.stop()
 
     # Phase 2: shortened timers over the converged fleet; nothing should be written.
-    steady = OperatorProcess(
+    steady = start_operator(
         fleet.kubeconfig,
         ns,
         operator_settings(
@@ -538,9 +536,7 @@ def _measure(  # noqa: PLR0915, PLR0917 - one call site
             reroute=2,
         ),
         workdir,
-        free_port(),
     )
-    steady.start()
     try:
         _steady(fleet, n, args, steady, result)
     finally:
@@ -593,14 +589,12 @@ def reaction(  # noqa: PLR0915, PLR0917 - one call site
             if got and int(float(got[0]["value"][1])) == n:
                 break
             time.sleep(1)
-        op = OperatorProcess(
+        op = start_operator(
             fleet.kubeconfig,
             ns,
             operator_settings(ns, reconcile=60, scale=15, reroute=10, prometheus=prom.url),
             workdir,
-            free_port(),
         )
-        op.start()
         sampler = Sampler(op.pid)
         sampler.start()
         # The restarted operator first lists and reconciles every endpoint (minutes at 1,000,

@@ -7,17 +7,14 @@ Kept apart from ``bench_scale.py`` so that the regression test can build the sam
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 import time
-import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
+from support.process import OperatorProcess
 from testbed.fleet import process_rss
 
 REPO = Path(__file__).resolve().parent.parent
@@ -113,86 +110,26 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-@dataclass
-class OperatorProcess:
-    """``frugal operator --standalone`` watching one namespace, with its metrics on a port."""
-
-    kubeconfig: Path
-    namespace: str
-    settings: dict[str, Any]
-    workdir: Path
-    metrics_port: int
-    command_prefix: list[str] = field(default_factory=list)
-    proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        settings_file = self.workdir / f"settings-{self.namespace}.yaml"
-        settings_file.write_text(yaml.safe_dump(self.settings))
-        frugal = str(REPO / ".venv" / "bin" / "frugal")
-        cmd = [
-            *self.command_prefix,
-            frugal,
-            "operator",
-            "--standalone",
-            "--namespace",
-            self.namespace,
-            "--settings",
-            str(settings_file),
-            "--metrics-port",
-            str(self.metrics_port),
-            "--log-format",
-            "plain",
-        ]
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
-        log = (self.workdir / f"operator-{self.namespace}.log").open("ab")
-        self.proc = subprocess.Popen(
-            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the operator exited; see {log.name}")
-            try:
-                self.metrics()
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("the operator's metrics never answered")
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        """Every sample of the operator's /metrics, by (name, sorted labels)."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as r:
-            text = r.read().decode()
-        return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for fam in text_string_to_metric_families(text)
-            for s in fam.samples
-        }
-
-
-def total(metrics: dict, name: str, **match: str) -> float:
-    """The sum of every sample called ``name`` whose labels include ``match``."""
-    return sum(
-        v
-        for (n, labels), v in metrics.items()
-        if n == name and all(dict(labels).get(k) == want for k, want in match.items())
+def start_operator(
+    kubeconfig: Path,
+    namespace: str,
+    settings: dict[str, Any],
+    workdir: Path,
+    command_prefix: list[str] | None = None,
+) -> OperatorProcess:
+    """``frugal operator --standalone`` watching one namespace, once it serves its metrics."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    settings_file = workdir / f"settings-{namespace}.yaml"
+    settings_file.write_text(yaml.safe_dump(settings))
+    op = OperatorProcess(
+        kubeconfig,
+        [namespace],
+        settings_file,
+        workdir / f"operator-{namespace}.log",
+        args=["--standalone"],
+        command_prefix=list(command_prefix or []),
     )
+    return op.start().wait_metrics()
 
 
 class Sampler(threading.Thread):
