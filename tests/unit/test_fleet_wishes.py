@@ -51,7 +51,7 @@ def index_of(wishes: list[EndpointWish]) -> dict[str, list[IndexedEndpoint]]:
         return Snapshot(name, namespace, "uid", "1", 1, {})
 
     return {
-        w.key: [IndexedEndpoint(1, w.spec, w.replicas, w.spot_share_limit, snapshot(w.key))]
+        w.key: [IndexedEndpoint(w.spec, w.replicas, w.spot_share_limit, snapshot(w.key))]
         for w in wishes
     }
 

@@ -122,28 +122,23 @@ class IndexedEndpoint:
     endpoint's spec again (which made convergence quadratic in the number of endpoints).
     """
 
-    generation: int | None
     spec: InferenceEndpointSpec | None
     """None when the spec is invalid (that endpoint reports its own error)."""
     replicas: int
     spot_limit: float | None
     snapshot: Snapshot
-    """The status as watched, which status writes start from instead of reading it."""
+    """Generation and status as watched; status writes start from it instead of reading."""
 
 
-def endpoints_index(
-    *, body: Any, namespace: str, name: str, spec: Any, status: Any, meta: Any, **_: Any
-) -> dict:
+def endpoints_index(*, body: Any, namespace: str, name: str, spec: Any, **_: Any) -> dict:
     try:
         parsed: InferenceEndpointSpec | None = InferenceEndpointSpec.model_validate(dict(spec))
     except ValidationError:
         parsed = None
-    st = dict(status)
+    snapshot = Snapshot.of(body)
+    st = dict(snapshot.status)
     replicas = wanted_replicas(parsed, st) if parsed is not None else 0
-    entry = IndexedEndpoint(
-        meta.get("generation"), parsed, replicas, spot_limit(st), Snapshot.of(body)
-    )
-    return {f"{namespace}/{name}": entry}
+    return {f"{namespace}/{name}": IndexedEndpoint(parsed, replicas, spot_limit(st), snapshot)}
 
 
 def watched(index: Any, key: str) -> Snapshot | None:
@@ -278,7 +273,7 @@ def generations(index: Any, wishes: list[EndpointWish], current_key: str, curren
     out = {current_key: current}
     for w in wishes:
         if w.key != current_key and w.key in index:
-            out[w.key] = next(iter(index[w.key])).generation
+            out[w.key] = next(iter(index[w.key])).snapshot.generation
     return out
 
 
