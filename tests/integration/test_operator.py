@@ -12,7 +12,7 @@ import yaml
 from frugal import kube
 from frugal.controller.metrics import API_REQUESTS, RECONCILES, WRITES
 from frugal.settings import ReservationPool, Settings
-from support.operator import running_operator
+from support.operator import counter_total, running_operator
 from support.wait import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -193,7 +193,7 @@ def test_a_converged_fleet_is_not_written_again(cluster, namespace) -> None:
             )
         )
         before = versions()
-        writes_before = _writes()
+        writes_before = counter_total(WRITES)
         done = RECONCILES.labels("InferenceEndpoint", "ok")._value.get()
         # Every endpoint's timer reconciles it again several times.
         wait_for(
@@ -203,17 +203,9 @@ def test_a_converged_fleet_is_not_written_again(cluster, namespace) -> None:
             what="more reconciles",
         )
         assert versions() == before, "a reconcile that changed nothing wrote to the API server"
-        assert _writes() == writes_before, "the operator counted writes while nothing changed"
-
-
-def _writes() -> float:
-    """Every write the operator has counted (frugal_api_writes_total), all labels."""
-    return sum(
-        sample.value
-        for metric in WRITES.collect()
-        for sample in metric.samples
-        if sample.name.endswith("_total")
-    )
+        assert counter_total(WRITES) == writes_before, (
+            "the operator counted writes while nothing changed"
+        )
 
 
 def test_unsatisfiable_endpoints_get_a_condition_and_an_event(cluster, namespace) -> None:
@@ -268,17 +260,6 @@ def test_unsatisfiable_endpoints_get_a_condition_and_an_event(cluster, namespace
         )
 
 
-def _counter(metric: Any, **labels: str) -> float:
-    """The sum of a counter's samples whose labels include ``labels``."""
-    return sum(
-        sample.value
-        for family in metric.collect()
-        for sample in family.samples
-        if sample.name.endswith("_total")
-        and all(sample.labels.get(k) == v for k, v in labels.items())
-    )
-
-
 def small_endpoint(namespace: str, i: int) -> dict:
     prefs = (["reserved", "on-demand"], ["spot", "on-demand"], ["on-demand"])[i % 3]
     capacity: dict[str, Any] = {"preference": prefs}
@@ -302,8 +283,8 @@ def test_thirty_endpoints_converge_with_bounded_api_traffic(cluster, namespace) 
     docs = [small_endpoint(namespace, i) for i in range(30)]
     want = set().union(*(expected_children(d) for d in docs))
     with running_operator(str(cluster.kubeconfig), [namespace], SETTINGS):
-        writes_before = _writes()
-        status_before = _counter(WRITES, verb="patch-status", kind="InferenceEndpoint")
+        writes_before = counter_total(WRITES)
+        status_before = counter_total(WRITES, verb="patch-status", kind="InferenceEndpoint")
         for doc in docs:
             cluster.apply(doc)
         wait_for(lambda: children(cluster, namespace).keys() == want, what="all children")
@@ -317,22 +298,22 @@ def test_thirty_endpoints_converge_with_bounded_api_traffic(cluster, namespace) 
         )
         # A child re-applied because the watch had not yet shown the first apply is harmless
         # (server-side apply of the same content), but must stay rare.
-        applies = _writes() - writes_before
+        applies = counter_total(WRITES) - writes_before
         assert applies <= 2 * len(want) + 4 * len(docs), applies
-        status_writes = _counter(WRITES, verb="patch-status", kind="InferenceEndpoint")
+        status_writes = counter_total(WRITES, verb="patch-status", kind="InferenceEndpoint")
         # Before, a Deployment event that beat its reconcile's status write wrote a
         # placement-less Pending first: 3 per endpoint.
         assert status_writes - status_before <= 2.2 * len(docs), status_writes - status_before
 
         # Converged: reconciles on their timers. Nothing here sends requests meanwhile.
-        requests = _counter(API_REQUESTS)
-        done = _counter(RECONCILES, kind="InferenceEndpoint")
+        requests = counter_total(API_REQUESTS)
+        done = counter_total(RECONCILES, kind="InferenceEndpoint")
         wait_for(
-            lambda: _counter(RECONCILES, kind="InferenceEndpoint") >= done + 2 * len(docs),
+            lambda: counter_total(RECONCILES, kind="InferenceEndpoint") >= done + 2 * len(docs),
             what="two more passes",
         )
-        reconciles = _counter(RECONCILES, kind="InferenceEndpoint") - done
-        per_reconcile = (_counter(API_REQUESTS) - requests) / reconciles
+        reconciles = counter_total(RECONCILES, kind="InferenceEndpoint") - done
+        per_reconcile = (counter_total(API_REQUESTS) - requests) / reconciles
         # Before: one GET of the endpoint per reconcile, and earlier three LISTs of children.
         assert per_reconcile <= 0.1, per_reconcile
 
@@ -386,6 +367,6 @@ def test_gateway_config_is_not_emptied_at_start_nor_rendered_twice(cluster, name
     indexes = {**empty, "routing_index": {namespace: [policy]}}
     restarted.seen_indexes = True  # as schedule() sets it when a handler passes the indexes
     assert restarted.sync(indexes, resync=False)
-    before = _counter(API_REQUESTS)
+    before = counter_total(API_REQUESTS)
     assert not restarted.sync(indexes, resync=False)
-    assert _counter(API_REQUESTS) == before, "an unchanged configuration was read or written"
+    assert counter_total(API_REQUESTS) == before, "an unchanged configuration was read or written"

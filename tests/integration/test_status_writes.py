@@ -12,6 +12,7 @@ from frugal.controller.endpoints import Context
 from frugal.controller.metrics import API_REQUESTS
 from frugal.controller.statuswrites import Snapshot, StatusWriter, newer
 from frugal.settings import Settings
+from support.operator import counter_total
 
 pytestmark = pytest.mark.cluster
 
@@ -28,12 +29,6 @@ def endpoint(namespace: str, name: str) -> dict[str, Any]:
     }
 
 
-def requests_sent() -> float:
-    return sum(
-        s.value for f in API_REQUESTS.collect() for s in f.samples if s.name.endswith("_total")
-    )
-
-
 def set_phase(phase: str) -> Any:
     def compute(current: Snapshot) -> dict[str, Any]:
         return {} if current.status.get("phase") == phase else {"phase": phase}
@@ -46,26 +41,26 @@ def test_a_status_write_needs_no_read_when_the_copy_is_current(cluster, namespac
     ctx = Context(settings=Settings(), api=cluster.api)
 
     async def run() -> None:
-        before = requests_sent()
+        before = counter_total(API_REQUESTS)
         written = await ctx.statuses.update(
             ctx, namespace, "a", Snapshot.of(obj), set_phase("Pending")
         )
         assert written is not None
         assert written[1] == {"phase": "Pending"}
         # One PATCH, no GET: the copy was current.
-        assert requests_sent() - before == 1
+        assert counter_total(API_REQUESTS) - before == 1
         # The answer is remembered: the next write starts from it, though the caller's
         # (watched) copy is now older, and an unchanged status sends nothing at all.
-        before = requests_sent()
+        before = counter_total(API_REQUESTS)
         assert (
             await ctx.statuses.update(ctx, namespace, "a", Snapshot.of(obj), set_phase("Pending"))
             is None
         )
-        assert requests_sent() == before
+        assert counter_total(API_REQUESTS) == before
         assert await ctx.statuses.update(
             ctx, namespace, "a", Snapshot.of(obj), set_phase("Serving")
         )
-        assert requests_sent() - before == 1
+        assert counter_total(API_REQUESTS) - before == 1
 
     asyncio.run(run())
     assert cluster.get("InferenceEndpoint", namespace, "a")["status"]["phase"] == "Serving"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import kopf
 from kopf.testing import KopfRunner
@@ -47,3 +48,14 @@ def running_operator(
     if runner.exception is not None:
         raise runner.exception
     assert runner.exit_code == 0, runner.output
+
+
+def counter_total(metric: Any, **labels: str) -> float:
+    """The sum of an in-process counter's samples whose labels include ``labels``."""
+    return sum(
+        sample.value
+        for family in metric.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+        and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
