@@ -61,8 +61,13 @@ def endpoint_name(i: int) -> str:
 
 
 def expected_children(doc: dict[str, Any]) -> int:
-    """One Deployment per preferred capacity type, a Service and a PodDisruptionBudget."""
-    return len(doc["spec"]["capacity"]["preference"]) + 2
+    """A Deployment, a Service and a PodDisruptionBudget.
+
+    Each endpoint starts with one replica, and only a capacity type with replicas gets a
+    Deployment; an unplaced replica leaves the first preferred type's Deployment at zero.
+    """
+    assert doc["spec"]["scaling"]["minReplicas"] == 1
+    return 3
 
 
 def policy_doc(namespace: str, j: int, endpoints: int) -> dict[str, Any]:

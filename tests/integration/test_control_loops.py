@@ -121,8 +121,9 @@ def cond(st: dict, ctype: str) -> dict:
 
 
 def deployment_replicas(cluster, namespace: str, name: str) -> int:
+    """The endpoint's on-demand replicas; an endpoint at zero has no Deployment."""
     dep = kube.get(cluster.api, "apps/v1", "Deployment", namespace, f"{name}-on-demand")
-    return dep["spec"]["replicas"] if dep else -1
+    return dep["spec"]["replicas"] if dep else 0
 
 
 def loop_settings(prom: Prometheus) -> Settings:
@@ -422,7 +423,10 @@ def test_endpoints_read_one_fleet_query_per_tick(
                 what="busy endpoint scaled to its in-flight load",
             )
             wait_for(
-                lambda: deployment_replicas(cluster, namespace, "idle") == 0,
+                lambda: (
+                    status(cluster, namespace, "idle").get("phase") == "ScaledToZero"
+                    and deployment_replicas(cluster, namespace, "idle") == 0
+                ),
                 what="idle endpoint scaled to zero",
             )
             for name in names:

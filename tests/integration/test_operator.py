@@ -11,6 +11,7 @@ import yaml
 
 from frugal import kube
 from frugal.controller.metrics import API_REQUESTS, RECONCILES, WRITES
+from frugal.render.fleet import render_documents
 from frugal.settings import ReservationPool, Settings
 from support.operator import counter_total, running_operator
 from support.wait import wait_for
@@ -57,13 +58,11 @@ def children(cluster, namespace: str, endpoint: str | None = None) -> dict[str, 
     return out
 
 
-def expected_children(doc: dict) -> set[str]:
-    name = doc["metadata"]["name"]
-    prefs = doc["spec"].get("capacity", {}).get("preference", ["reserved", "spot", "on-demand"])
-    return {f"Deployment/{name}-{p}" for p in prefs} | {
-        f"Service/{name}",
-        f"PodDisruptionBudget/{name}",
-    }
+def expected_children(docs: list[dict]) -> set[str]:
+    """Kind/name of every child, as `frugal render` places these endpoints together."""
+    namespace = docs[0]["metadata"]["namespace"]
+    rendered, _ = render_documents([("test", d) for d in docs], SETTINGS, namespace)
+    return {f"{c['kind']}/{c['metadata']['name']}" for c in rendered}
 
 
 def ie(cluster, namespace: str, name: str) -> dict:
@@ -84,7 +83,7 @@ def test_endpoints_become_deployments_with_owner_labels_and_args(cluster, namesp
     with running_operator(str(cluster.kubeconfig), [namespace], SETTINGS):
         for doc in docs:
             cluster.apply(doc)
-        want = set().union(*(expected_children(d) for d in docs))
+        want = expected_children(docs)
         live = wait_for(
             lambda: (c := children(cluster, namespace)).keys() >= want and c, what="all children"
         )
@@ -122,9 +121,13 @@ def test_endpoints_become_deployments_with_owner_labels_and_args(cluster, namesp
 
 def test_update_prune_and_garbage_collection(cluster, namespace) -> None:
     doc = next(d for d in endpoints_in(namespace) if d["metadata"]["name"] == "search-rerank")
+    # Spot before the reservation, so that spot holds a replica and has a Deployment to prune.
+    doc["spec"]["capacity"]["preference"] = ["spot", "reserved", "on-demand"]
     with running_operator(str(cluster.kubeconfig), [namespace], SETTINGS):
         cluster.apply(doc)
-        wait_for(lambda: children(cluster, namespace).keys() >= expected_children(doc))
+        want = expected_children([doc])
+        assert "Deployment/search-rerank-spot" in want
+        wait_for(lambda: children(cluster, namespace).keys() == want)
 
         doc["spec"]["engine"]["maxNumSeqs"] = 32
         doc["spec"]["capacity"]["preference"] = ["reserved", "on-demand"]
@@ -156,7 +159,7 @@ def test_restart_mid_rollout_converges_without_duplicates(cluster, namespace) ->
     for doc in docs[2:]:
         cluster.apply(doc)
     with running_operator(str(cluster.kubeconfig), [namespace], SETTINGS):
-        want = set().union(*(expected_children(d) for d in docs))
+        want = expected_children(docs)
         wait_for(lambda: children(cluster, namespace).keys() == want, what="convergence")
         for child in children(cluster, namespace).values():
             assert len(child["metadata"]["ownerReferences"]) == 1
@@ -182,7 +185,7 @@ def test_a_converged_fleet_is_not_written_again(cluster, namespace) -> None:
     with running_operator(str(cluster.kubeconfig), [namespace], SETTINGS):
         for doc in docs:
             cluster.apply(doc)
-        want = set().union(*(expected_children(d) for d in docs))
+        want = expected_children(docs)
         wait_for(lambda: children(cluster, namespace).keys() == want)
         # Placed, and the scale loop has recorded that no Prometheus is configured.
         wait_for(
@@ -256,7 +259,9 @@ def test_unsatisfiable_endpoints_get_a_condition_and_an_event(cluster, namespace
         assert not children(cluster, namespace, "too-big")
         assert "Deployment/no-pool-on-demand" in children(cluster, namespace, "no-pool")
         wait_for(
-            lambda: children(cluster, namespace, "support-medium").keys() == expected_children(good)
+            lambda: (
+                children(cluster, namespace, "support-medium").keys() == expected_children([good])
+            )
         )
 
 
@@ -281,7 +286,7 @@ def test_thirty_endpoints_converge_with_bounded_api_traffic(cluster, namespace) 
     twice (placement, then the scale loop's first pass), and a converged reconcile sends no
     request at all (children and status come from watches)."""
     docs = [small_endpoint(namespace, i) for i in range(30)]
-    want = set().union(*(expected_children(d) for d in docs))
+    want = expected_children(docs)
     with running_operator(str(cluster.kubeconfig), [namespace], SETTINGS):
         writes_before = counter_total(WRITES)
         status_before = counter_total(WRITES, verb="patch-status", kind="InferenceEndpoint")

@@ -127,7 +127,11 @@ def test_cost_labels_reach_every_child_and_the_pods() -> None:
             assert expected.items() <= child["spec"]["template"]["metadata"]["labels"].items()
 
 
-def test_one_deployment_per_preferred_capacity_type_with_the_split() -> None:
+def deployment_replicas(children: dict[str, dict]) -> dict[str, int]:
+    return {k: c["spec"]["replicas"] for k, c in children.items() if c["kind"] == "Deployment"}
+
+
+def test_one_deployment_per_capacity_type_with_the_split() -> None:
     s = spec(
         scaling={"minReplicas": 4, "maxReplicas": 4},
         capacity={
@@ -139,13 +143,33 @@ def test_one_deployment_per_preferred_capacity_type_with_the_split() -> None:
     )
     settings = Settings(reservations=(ReservationPool(name="pool", gpu_type="l4", gpus=1),))
     children = render(s, settings, replicas=4)
-    reps = {k: c["spec"]["replicas"] for k, c in children.items() if c["kind"] == "Deployment"}
-    assert reps == {
+    assert deployment_replicas(children) == {
         "Deployment/chat-reserved": 1,
         "Deployment/chat-spot": 2,
         "Deployment/chat-on-demand": 1,
     }
     assert {"Service/chat", "PodDisruptionBudget/chat"} <= children.keys()
+
+
+def test_a_capacity_type_without_replicas_gets_no_deployment() -> None:
+    s = spec(capacity={"preference": ["reserved", "spot", "on-demand"], "reservation": "pool"})
+    full = Settings(reservations=(ReservationPool(name="pool", gpu_type="l4", gpus=0),))
+    # Reservation empty, spot at the default half beside on-demand: 1 on spot, 1 on-demand.
+    assert deployment_replicas(render(s, full, replicas=2)) == {
+        "Deployment/chat-spot": 1,
+        "Deployment/chat-on-demand": 1,
+    }
+    # One replica: half of it on spot rounds down to none.
+    assert deployment_replicas(render(s, full, replicas=1)) == {"Deployment/chat-on-demand": 1}
+
+
+def test_an_endpoint_at_zero_keeps_its_service_but_no_deployment() -> None:
+    s = spec(capacity={"preference": ["spot", "on-demand"]})
+    children = render(s, replicas=0)
+    assert children.keys() == {"Service/chat", "PodDisruptionBudget/chat"}
+    s = spec(capacity={"preference": ["reserved"], "reservation": "pool"})
+    full = Settings(reservations=(ReservationPool(name="pool", gpu_type="l4", gpus=0),))
+    assert not deployment_replicas(render(s, full, replicas=2)), "unplaced replicas"
 
 
 @pytest.mark.parametrize("profile", list(ProfileName))

@@ -1,10 +1,15 @@
 """(endpoint, placement, settings) → the child objects the operator applies.
 
-One Deployment per capacity type in the endpoint's preference (replicas may be 0, so moving
-replicas between types is a replica change, not a create/delete), a Service over all of them,
-and a PodDisruptionBudget. Node selectors and tolerations come from the platform profile, so
-the scheduler — not hope — puts each pod on the capacity the plan chose; node affinity on the
-profile's GPU-count label puts it on the smallest node that holds it (render/affinity.py).
+One Deployment per capacity type that has replicas, a Service over all of them, and a
+PodDisruptionBudget. A type without replicas gets no Deployment, and an endpoint scaled to zero
+has none: at 1,000 endpoints the zero-replica Deployments were half of all Deployments, each an
+apply, a ReplicaSet and a stream of status updates for the API server and a watched object in
+the operator's memory. Moving replicas to another type creates that type's Deployment and
+deletes the emptied one (its pods still get their grace period).
+
+Node selectors and tolerations come from the platform profile, so the scheduler — not hope —
+puts each pod on the capacity the plan chose; node affinity on the profile's GPU-count label
+puts it on the smallest node that holds it (render/affinity.py).
 """
 
 from __future__ import annotations
@@ -68,11 +73,16 @@ def render_endpoint(
     labels = endpoint_labels(owner.name, spec.cost_allocation)
     children = [
         _deployment(owner, spec, plan, settings, ctype=ctype, labels=labels)
-        for ctype in spec.capacity.preference
+        for ctype in deployed_types(spec, plan)
     ]
     children.append(_service(owner, labels, settings.engine.port))
     children.append(_pdb(owner, labels))
     return [with_hash(c) for c in children]
+
+
+def deployed_types(spec: InferenceEndpointSpec, plan: EndpointPlan) -> list[CapacityType]:
+    """The capacity types that get a Deployment (those with replicas), in preference order."""
+    return [ctype for ctype in spec.capacity.preference if plan.split.count(ctype) > 0]
 
 
 def _meta(owner: Owner, name: str, labels: dict[str, str]) -> dict[str, Any]:

@@ -30,18 +30,25 @@ def render_files(
     files: list[Path], settings: Settings, default_namespace: str
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """(child manifests, problems found) for every InferenceEndpoint in ``files``."""
+    sourced = [(str(path), doc) for path in files for doc in yaml.safe_load_all(path.read_text())]
+    return render_documents(sourced, settings, default_namespace)
+
+
+def render_documents(
+    sourced: list[tuple[str, Any]], settings: Settings, default_namespace: str
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """(child manifests, problems found) for the InferenceEndpoints among (source, document)."""
     endpoints: list[InferenceEndpoint] = []
     problems: list[str] = []
-    for path in files:
-        for doc in yaml.safe_load_all(path.read_text()):
-            if not doc or doc.get("kind") != "InferenceEndpoint":
-                continue
-            doc.setdefault("metadata", {}).setdefault("namespace", default_namespace)
-            try:
-                endpoints.append(InferenceEndpoint.model_validate(doc))
-            except ValidationError as err:
-                name = doc["metadata"].get("name", "?")
-                problems.append(f"{path}: InferenceEndpoint {name}: {err}")
+    for source, raw in sourced:
+        if not raw or raw.get("kind") != "InferenceEndpoint":
+            continue
+        meta = {"namespace": default_namespace, **raw.get("metadata", {})}
+        try:
+            endpoints.append(InferenceEndpoint.model_validate({**raw, "metadata": meta}))
+        except ValidationError as err:
+            name = meta.get("name", "?")
+            problems.append(f"{source}: InferenceEndpoint {name}: {err}")
     keyed = {f"{e.metadata.namespace}/{e.metadata.name}": e for e in endpoints}
     wishes = [EndpointWish(k, e.spec, initial_replicas(e.spec)) for k, e in keyed.items()]
     plans = plan_fleet(wishes, settings)
