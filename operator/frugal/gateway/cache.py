@@ -7,7 +7,8 @@ failure (Redis down, embedder error) is counted and the request goes on as a mis
 may make the gateway cheaper, never less available. While the store is down it is skipped
 (``store.Outage``) and the outage is logged once when it starts and once when it ends. When
 the embedder's queue is full the semantic lookup is skipped (``embed_busy``): overload turns
-into misses, not into waiting.
+into misses, not into waiting. An entry its tier wrote while its quality was under the bar
+(:mod:`frugal.gateway.distrust`) is a miss, and such a tier's answers are not stored.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 
 from frugal.gateway import cachekeys, guard
 from frugal.gateway.cachekeys import Exclusion
+from frugal.gateway.distrust import Distrust
 from frugal.gateway.embed import Embedder, EmbedderBusyError
 from frugal.gateway.falsehits import SemanticBudget
 from frugal.gateway.metering import Metrics
@@ -78,6 +80,8 @@ class ResponseCache:
         embedder: Embedder | None,
         metrics: Metrics,
         budget: SemanticBudget | None = None,
+        *,
+        distrust: Distrust | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -85,12 +89,21 @@ class ResponseCache:
         self.metrics = metrics
         self.budget = budget
         """The semantic cache's false-hit budget (state outlives this object: reloads)."""
+        self.distrust = distrust
+        """Spans of tiers under their quality bar (state outlives this object: reloads)."""
+
+    def _usable(self, kind: str, entry: dict[str, Any]) -> bool:
+        """Whether an entry may be served: not if its tier was distrusted when it wrote it."""
+        if self.distrust is None or not self.distrust.refuses(entry):
+            return True
+        self.distrust.count_refused(kind, entry)
+        return False
 
     def _count(self, operation: str) -> None:
         s = self.settings
         self.metrics.cache_errors.labels(s.name, s.namespace, operation).inc()
 
-    def _usable(self) -> bool:
+    def _store_up(self) -> bool:
         """Whether to call the store now (not while it is known to be down)."""
         if self.store.outage.usable():
             return True
@@ -121,7 +134,7 @@ class ResponseCache:
     async def lookup(self, model: str, kind: str, body: dict[str, Any], tenant: str) -> Probe:
         s = self.settings
         probe = Probe(scope=SHARED_SCOPE if s.shared else tenant)
-        if not self._usable():
+        if not self._store_up():
             return probe  # nothing is stored either: no key, no vector
         if s.exact:
             probe.key = cachekeys.exact_key(model, kind, body)
@@ -132,7 +145,8 @@ class ResponseCache:
                 probe.key = None
                 return probe
             self._ok()
-            if found is not None:
+            # A refused entry keeps the key: the fresh answer replaces it.
+            if found is not None and self._usable("exact", found):
                 probe.hit, probe.hit_kind, probe.score = found, "exact", 1.0
                 return probe
         if s.semantic and self.embedder is not None:
@@ -168,6 +182,7 @@ class ResponseCache:
                 vector,
                 self.settings.threshold,
                 lambda cached: guard.compatible(cached, query),
+                usable=lambda entry: self._usable("semantic", entry),
             )
         except Exception as err:
             self._error("search", err)
@@ -179,8 +194,15 @@ class ResponseCache:
             probe.hit_kind = "semantic"
 
     async def save(self, probe: Probe, entry: dict[str, Any]) -> None:
+        """Store an answer (``entry`` has its ``tier`` and wall-clock ``at``), unless its tier
+        is distrusted at that moment: it would not be served."""
         s = self.settings
-        if not self._usable():
+        at = entry.get("at")
+        distrust = self.distrust
+        tier = str(entry.get("tier", ""))
+        if distrust is not None and isinstance(at, float) and not distrust.writable(tier, at):
+            return
+        if not self._store_up():
             return
         try:
             if probe.key is not None:

@@ -102,6 +102,13 @@ class Metrics:
             ["policy", "namespace", "tier", *COST],
             registry=r,
         )
+        self.cache_distrusted = Counter(
+            "frugal_gateway_cache_distrusted",
+            "Cached entries not served because their tier wrote them while its live quality "
+            "was under its objective (by kind and originating tier).",
+            ["kind", "policy", "namespace", "tier"],
+            registry=r,
+        )
         self.cache_errors = Counter(
             "frugal_gateway_cache_errors",
             "Cache backend or embedder failures (the request went on as a miss).",

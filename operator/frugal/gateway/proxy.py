@@ -398,8 +398,9 @@ class Pipeline:
             tin, tout = _tokens(data.get("usage"), call.prompt, len(answer or ""))
         cost = self._cost(tier, tin, tout)
         if answer is not None:
-            await self._remember(call, tier, data, cost, (tin, tout))
-            self._maybe_shadow(route, tier, answer, call)
+            given = gw.distrust.wall()
+            await self._remember(call, tier, data, cost, (tin, tout), given=given)
+            self._maybe_shadow(route, tier, answer, call, given)
         elapsed = gw.clock() - call.started
         gw.metrics.request(
             call.labels,
@@ -424,8 +425,11 @@ class Pipeline:
         data: dict[str, Any],
         cost: float,
         tokens: tuple[int, int],
+        *,
+        given: float,
     ) -> None:
-        """Store an answer in the cache, if this request looked it up."""
+        """Store an answer in the cache, if this request looked it up; ``given`` (wall clock)
+        tells lookups whether its tier was distrusted then."""
         route = call.route
         if call.probe is None or route is None or route.cache is None:
             return
@@ -436,6 +440,7 @@ class Pipeline:
             "cost": cost,
             "tokens_in": tokens[0],
             "tokens_out": tokens[1],
+            "at": given,
         }
         await route.cache.save(call.probe, entry)
 
@@ -600,8 +605,9 @@ class Pipeline:
         if code == 200 and answer is not None and acc.done:
             usage = {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}
             data = cachemod.entry_body(call.kind, acc.model or "", answer, acc.finish_reason, usage)
-            await self._remember(call, tier, data, cost, (tin, tout))
-            self._maybe_shadow(route, tier, answer, call)
+            given = gw.distrust.wall()
+            await self._remember(call, tier, data, cost, (tin, tout), given=given)
+            self._maybe_shadow(route, tier, answer, call, given)
         if code == 200:
             try:
                 await self._write(response, done or b"data: [DONE]\n\n")
@@ -667,8 +673,12 @@ class Pipeline:
 
     # --- shadow ----------------------------------------------------------------------------------
 
-    def _maybe_shadow(self, route: Route, tier: TierRoute, answer: str, call: Call) -> None:
-        """Sample this answer for comparison with the reference tier's, in the background."""
+    def _maybe_shadow(
+        self, route: Route, tier: TierRoute, answer: str, call: Call, given: float
+    ) -> None:
+        """Sample this answer (given at ``given``, wall clock) for comparison with the
+        reference tier's, in the background; the new quality reading goes to the cache's
+        distrust spans when the policy has a quality objective."""
         ref_name = route.shadow_tier
         if not ref_name or route.shadow_rate <= 0 or ref_name == tier.name or call.body is None:
             return
@@ -679,12 +689,22 @@ class Pipeline:
         def meter(usd: float) -> None:
             metrics.shadow_cost.labels(route.policy, route.namespace, ref_name).inc(usd)
 
+        observe = None
+        book = route.cache.distrust if route.cache is not None else None
+        threshold, name = route.quality_bar, tier.name
+        if book is not None and threshold is not None:
+
+            def observe(mean: float, window_start: float) -> None:
+                book.observe(name, mean, threshold, window_start)
+
         self.gw.shadow.submit(
             route.policy,
             route.namespace,
             tier.name,
             answer,
             lambda: self._side_answer(reference, body, call, meter),
+            at=given,
+            observe=observe,
         )
 
     def _maybe_verify(self, route: Route, entry: dict[str, Any], call: Call) -> None:

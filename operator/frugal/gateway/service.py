@@ -3,9 +3,9 @@
 Everything that must survive a reload lives here, keyed by stable names: the HTTP session, cache
 stores and embedders (entries and loaded models are kept when a policy's TTL changes), Redis
 clients, upstream states (in-flight counts, wake episodes), rate-limit buckets, quality
-samples and the semantic caches' false-hit windows. A reload compiles a new
-:class:`~frugal.gateway.snapshot.Snapshot` off to the side and swaps one reference; a
-configuration that fails to compile is refused and the old one serves on.
+samples, the semantic caches' false-hit windows and the caches' distrust spans. A reload
+compiles a new :class:`~frugal.gateway.snapshot.Snapshot` off to the side and swaps one
+reference; a configuration that fails to compile is refused and the old one serves on.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from frugal.api.cache import CachePolicy
 from frugal.gateway import embed
 from frugal.gateway.cache import ResponseCache
 from frugal.gateway.config import GatewayConfig
+from frugal.gateway.distrust import DistrustMonitor
 from frugal.gateway.embed import Embedder
 from frugal.gateway.falsehits import FalseHitMonitor
 from frugal.gateway.metering import Metrics
@@ -62,6 +63,8 @@ class Gateway:
             self.metrics, self.quality, self.config.limits.shadow_concurrency
         )
         self.falsehits = FalseHitMonitor(self.metrics, clock, self.config.limits)
+        self.distrust = DistrustMonitor(self.metrics)
+        self._distrust_sync: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self.waker = Waker(self.metrics, lambda: self.session, clock)
         self._stores: dict[tuple[str, ...], Store] = {}
@@ -94,11 +97,13 @@ class Gateway:
         )
         self._install(self.config)
         self._watcher = asyncio.create_task(self._watch())
+        self._distrust_sync = asyncio.create_task(self.distrust.run())
 
     async def stop(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            await asyncio.gather(self._watcher, return_exceptions=True)
+        for task in (self._watcher, self._distrust_sync):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.shadow.drain()
         await self.falsehits.drain()
         await self.waker.close()
@@ -197,11 +202,15 @@ class Gateway:
         if isinstance(store, MemoryStore | RedisStore):
             store.max_entries = max_entries
         embedder = self._embedder(policy) if spec.semantic.enabled else None
+        ref = spec.target_ref
         budget = None
         if spec.semantic.enabled:
-            ref = spec.target_ref
             budget = self.falsehits.budget(namespace, ref.kind, ref.name)
-        return ResponseCache(settings, store, embedder, self.metrics, budget)
+        keep = max(settings.exact_ttl, settings.semantic_ttl)
+        distrust = self.distrust.book(
+            namespace, ref.kind, ref.name, store, keep=keep, name=settings.name
+        )
+        return ResponseCache(settings, store, embedder, self.metrics, budget, distrust=distrust)
 
     def _classifier(self) -> Embedder:
         """The embedding classifier's embedder: the builtin default."""

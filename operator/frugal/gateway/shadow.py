@@ -7,13 +7,16 @@ simulator (whose wrong answers share no word with the right one) a tier of quali
 
 Shadow calls are fire-and-forget tasks under a concurrency bound: a sample that finds the bound
 full is skipped, never queued, so shadowing can never slow or pile up behind user traffic. The
-reference tier is never woken for a shadow call, and its spend is metered apart.
+reference tier is never woken for a shadow call, and its spend is metered apart. Each
+comparison remembers when the compared answer was given, so that a caller told of the new mean
+(``observe``) also learns when the window it averages began (:mod:`frugal.gateway.distrust`).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -23,6 +26,9 @@ from frugal.gateway.metering import Metrics
 log = logging.getLogger("frugal.gateway")
 
 _TOKEN = re.compile(r"\w+")
+
+Observer = Callable[[float, float], None]
+"""Told (rolling mean, when the window's oldest compared answer was given) after a comparison."""
 
 
 def similarity(answer: str, reference: str) -> float:
@@ -40,17 +46,22 @@ class Quality:
     def __init__(self, metrics: Metrics, window: int) -> None:
         self.metrics = metrics
         self.window = window
-        self._samples: dict[tuple[str, str, str], deque[float]] = {}
+        self._samples: dict[tuple[str, str, str], deque[tuple[float, float]]] = {}
+        """(similarity, when the compared answer was given) per tier, oldest first."""
 
-    def add(self, policy: str, namespace: str, tier: str, value: float) -> float:
+    def add(
+        self, policy: str, namespace: str, tier: str, value: float, at: float | None = None
+    ) -> tuple[float, float]:
+        """Add one comparison of an answer given at ``at`` (wall clock; default now):
+        (the new rolling mean, when the window's oldest compared answer was given)."""
         samples = self._samples.get((policy, namespace, tier))
         if samples is None or samples.maxlen != self.window:
             samples = deque(samples or (), maxlen=self.window)
             self._samples[(policy, namespace, tier)] = samples
-        samples.append(value)
-        mean = sum(samples) / len(samples)
+        samples.append((value, time.time() if at is None else at))
+        mean = sum(v for v, _ in samples) / len(samples)
         self.metrics.quality.labels(policy, namespace, tier).set(mean)
-        return mean
+        return mean, min(t for _, t in samples)
 
     def reference(self, policy: str, namespace: str, tier: str) -> None:
         """The reference tier is the yardstick: its quality is 1 by definition."""
@@ -73,10 +84,18 @@ class ShadowSampler:
         tier: str,
         answer: str,
         reference: Callable[[], Awaitable[str | None]],
+        *,
+        at: float | None = None,
+        observe: Observer | None = None,
     ) -> bool:
-        """Start one comparison unless the bound is full; True if started."""
+        """Start one comparison of an answer given at ``at`` unless the bound is full; True
+        if started. ``observe`` is told the new mean and window start."""
+        at = time.time() if at is None else at
         started = self._tasks.start(
-            lambda: self._compare(policy, namespace, tier, answer, reference), self.concurrency
+            lambda: self._compare(
+                policy, namespace, tier, answer, reference, at=at, observe=observe
+            ),
+            self.concurrency,
         )
         if not started:
             self.metrics.shadow.labels(policy, namespace, tier, "skipped").inc()
@@ -89,6 +108,9 @@ class ShadowSampler:
         tier: str,
         answer: str,
         reference: Callable[[], Awaitable[str | None]],
+        *,
+        at: float,
+        observe: Observer | None,
     ) -> None:
         try:
             expected = await reference()
@@ -99,7 +121,9 @@ class ShadowSampler:
             self.metrics.shadow.labels(policy, namespace, tier, "failed").inc()
             return
         self.metrics.shadow.labels(policy, namespace, tier, "compared").inc()
-        self.quality.add(policy, namespace, tier, similarity(answer, expected))
+        mean, since = self.quality.add(policy, namespace, tier, similarity(answer, expected), at)
+        if observe is not None:
+            observe(mean, since)
 
     async def drain(self) -> None:
         """Cancel outstanding comparisons (shutdown)."""

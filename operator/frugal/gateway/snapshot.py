@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from frugal.api.base import parse_duration
 from frugal.api.cache import CachePolicy
 from frugal.api.routing import Classifier, ExternalTier, RoutingPolicy
-from frugal.gateway import routing
+from frugal.gateway import distrust, routing
 from frugal.gateway.cache import CacheSettings, ResponseCache
 from frugal.gateway.cachekeys import Exclusion
 from frugal.gateway.config import GatewayConfig, Limits, UpstreamConfig
@@ -74,6 +74,9 @@ class Route:
     fallback_on: frozenset[str] = frozenset({"error", "overload", "scaledToZero"})
     shadow_rate: float = 0.0
     shadow_tier: str | None = None
+    quality_bar: float | None = None
+    """``objectives.minQuality`` less ``autoReroute.hysteresis``: a tier whose shadow quality is
+    under it has its cached answers distrusted (:mod:`frugal.gateway.distrust`)."""
     cache: ResponseCache | None = None
     examples: ExampleIndex | None = None
     """Labelled examples of an embedding classifier."""
@@ -253,6 +256,7 @@ def _policy_route(
         fallback_on=frozenset(spec.fallback.on),
         shadow_rate=spec.shadow.sample_rate,
         shadow_tier=spec.shadow.reference_tier,
+        quality_bar=distrust.bar(spec.objectives.min_quality, spec.auto_reroute.hysteresis),
         cache=caches.get((ns, "RoutingPolicy", rp.metadata.name)),
         examples=examples,
     )

@@ -30,17 +30,21 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import quote
 
 import numpy as np
 from usearch.index import Index
 
+from frugal.gateway.distrust import Span
+
 log = logging.getLogger("frugal.gateway")
 
 Accept = Callable[[str], bool]
 """The false-hit guard: may a cached answer to this question be served?"""
+Usable = Callable[[dict[str, Any]], bool]
+"""May this cached entry be served (its tier was not distrusted when it was written)?"""
 
 CANDIDATES = 16
 """Nearest entries the index returns per lookup: the guard may refuse the best few."""
@@ -92,7 +96,14 @@ class Store(Protocol):
     async def put(self, scope: str, key: str, entry: dict[str, Any], ttl: float) -> None: ...
 
     async def search(
-        self, scope: str, context: str, vector: np.ndarray, threshold: float, accept: Accept
+        self,
+        scope: str,
+        context: str,
+        vector: np.ndarray,
+        threshold: float,
+        accept: Accept,
+        *,
+        usable: Usable | None = None,
     ) -> tuple[dict[str, Any], float] | None: ...
 
     async def add(
@@ -105,6 +116,10 @@ class Store(Protocol):
         entry: dict[str, Any],
         ttl: float,
     ) -> None: ...
+
+    async def exchange_spans(
+        self, owner: str, mine: list[Span], horizon: float, keep: float
+    ) -> list[Span]: ...
 
     async def close(self) -> None: ...
 
@@ -230,6 +245,7 @@ class MemoryStore:
         self.clock = clock
         self._scopes: dict[str, _Scope] = {}
         self._keys = itertools.count(1)
+        self._spans: dict[tuple[str, str, float], Span] = {}
         self.outage = Outage(clock=clock)
 
     def _scope(self, scope: str) -> _Scope:
@@ -266,7 +282,14 @@ class MemoryStore:
             s.drop(key)
 
     async def search(
-        self, scope: str, context: str, vector: np.ndarray, threshold: float, accept: Accept
+        self,
+        scope: str,
+        context: str,
+        vector: np.ndarray,
+        threshold: float,
+        accept: Accept,
+        *,
+        usable: Usable | None = None,
     ) -> tuple[dict[str, Any], float] | None:
         s = self._scope(scope)
         self._bound(s)
@@ -279,7 +302,9 @@ class MemoryStore:
             if found.expires <= now:
                 s.drop(key)
             elif accept(found.query):
-                return json.loads(found.entry), score
+                entry = json.loads(found.entry)
+                if usable is None or usable(entry):
+                    return entry, score
         return None
 
     async def add(
@@ -300,6 +325,16 @@ class MemoryStore:
         index.add([key], vector[None, :])
         s.semantic[key] = _Semantic(context, query, _pack(entry), self.clock() + ttl)
         self._bound(s)
+
+    async def exchange_spans(
+        self, owner: str, mine: list[Span], horizon: float, keep: float
+    ) -> list[Span]:
+        """Distrust spans (:mod:`frugal.gateway.distrust`): this replica's are all there is."""
+        for span in mine:
+            self._spans[(owner, span.tier, span.since)] = replace(span, owner=owner)
+        for key in [k for k, span in self._spans.items() if span.until < horizon]:
+            del self._spans[key]
+        return list(self._spans.values())
 
     async def close(self) -> None:
         self._scopes.clear()
@@ -420,7 +455,14 @@ class RedisStore:
             mirror.catching_up = None
 
     async def search(
-        self, scope: str, context: str, vector: np.ndarray, threshold: float, accept: Accept
+        self,
+        scope: str,
+        context: str,
+        vector: np.ndarray,
+        threshold: float,
+        accept: Accept,
+        *,
+        usable: Usable | None = None,
     ) -> tuple[dict[str, Any], float] | None:
         mirror = self._mirrors.setdefault(scope, _Mirror())
         if mirror.catching_up is not None:
@@ -449,7 +491,9 @@ class RedisStore:
             if q is None or e is None:
                 gone.append(key)
             elif hit is None and accept(q.decode()):
-                hit = (json.loads(e), score)
+                entry = json.loads(e)
+                if usable is None or usable(entry):
+                    hit = (entry, score)
         if gone and not mirror.lock.locked():
             for key in gone:
                 if key in mirror.entries:
@@ -489,6 +533,30 @@ class RedisStore:
             pipe.pexpire(stream, ttl_ms)
             await pipe.execute()
         await self._bound(index, "s", scope)
+
+    async def exchange_spans(
+        self, owner: str, mine: list[Span], horizon: float, keep: float
+    ) -> list[Span]:
+        """Publish this replica's distrust spans and read every replica's, in one round trip.
+
+        One sorted set per CachePolicy (``distrust``): member = JSON ``[tier, since, owner]``
+        (only its owner writes it, so a plain ZADD never races), score = the span's end.
+        Spans that ended before ``horizon`` are removed; the key lives ``keep`` seconds after
+        the last write."""
+        key = f"{self.prefix}distrust"
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if mine:
+                members = {json.dumps([s.tier, s.since, owner]): s.until for s in mine}
+                pipe.zadd(key, members)
+                pipe.pexpire(key, max(1, int(keep * 1000)))
+            pipe.zremrangebyscore(key, "-inf", f"({horizon!r}")
+            pipe.zrange(key, 0, -1, withscores=True)
+            replies = await pipe.execute()
+        spans = []
+        for member, until in replies[-1]:
+            tier, since, by = json.loads(member)
+            spans.append(Span(str(tier), float(since), float(until), str(by)))
+        return spans
 
     async def close(self) -> None:
         """Stop catching up; the client is shared and closed by its owner."""
