@@ -280,6 +280,42 @@ def test_a_replica_stops_serving_what_another_replica_found_dipping(
     run(test)
 
 
+def test_a_reload_without_the_objective_closes_the_open_span() -> None:
+    async def test() -> None:
+        async with sims() as fleet:
+            await fleet.start("small", quality=1.0, **FAST)
+            await fleet.start("large", quality=1.0, **FAST)
+            cfg = dipping_config(fleet, "reload", {"type": "memory"}, window=2)
+            async with gateway(cfg) as client:
+                _, kept = await asked(client, QUESTIONS[0], 1)
+                await asked(client, QUESTIONS[5], 2)
+                await set_quality(fleet, 0.0)
+                await asked(client, QUESTIONS[1], 3)  # window [5, 1]: under the bar
+                assert one_open(client)
+                assert (await ask(client, QUESTIONS[2]))[0] == "miss"
+                assert (await ask(client, QUESTIONS[2]))[0] == "miss"  # not stored
+                await set_quality(fleet, 1.0)
+                policies = [p.model_dump(by_alias=True, exclude_none=True) for p in cfg.policies]
+                policies[0]["spec"]["objectives"] = {}
+                gw = client.server.app[GATEWAY]
+                assert gw.reload(cfg)
+                assert one_open(client)  # still judged: the same configuration
+                assert gw.reload(config(**{**dump(cfg), "policies": policies}))
+                assert not one_open(client)
+                # no longer judged: stored and served again; the closed span still refuses
+                # what was written inside it
+                assert (await ask(client, QUESTIONS[2]))[0] == "miss"
+                assert (await ask(client, QUESTIONS[2]))[0] == "exact"
+                assert (await ask(client, QUESTIONS[0])) == ("exact", kept)
+                assert (await ask(client, QUESTIONS[1]))[0] == "miss"
+
+    run(test)
+
+
+def dump(cfg: Any) -> dict[str, Any]:
+    return cfg.model_dump(by_alias=True, exclude_none=True)
+
+
 def one_open(client: Any) -> bool:
     return "small" in book(client).open
 

@@ -102,6 +102,14 @@ def test_a_book_refuses_the_dip_and_stops_writing_until_recovery() -> None:
         assert not book.refuses(dip)
         assert book.known == {}
         assert book.syncs == 2
+        # a reload that stops judging a tier closes its open span: nothing else would
+        book.observe("small", mean=0.1, threshold=0.9, window_start=wall.now - 10)
+        book.observe("large", mean=0.1, threshold=0.9, window_start=wall.now - 10)
+        monitor.settle({book: {"large"}})
+        assert book.writable("small", wall.now + 1)
+        assert not book.writable("large", wall.now + 1)
+        monitor.settle({})
+        assert not book.open
 
     asyncio.run(test())
 

@@ -142,7 +142,7 @@ class Distrust:
         self.known: dict[str, tuple[Span, ...]] = {}
         """Everything known, by tier: what lookups check."""
         self.syncs = 0
-        """Completed syncs with the store (tests wait on it rather than on time)."""
+        """Completed syncs with the store."""
 
     def _refresh(self) -> None:
         # This replica's own spans as it holds them now (a span it just closed may still be
@@ -174,7 +174,7 @@ class Distrust:
             self.closed.append(closed)
             log.info(
                 "cache %s/%s: tier %s back at quality %.3f (bar %.3f); its entries written "
-                "during the %.0f s before are not served",
+                "during the %.1f s before are not served",
                 self.namespace,
                 self.policy,
                 tier,
@@ -185,7 +185,7 @@ class Distrust:
         if before is None and after is not None:
             log.warning(
                 "cache %s/%s: tier %s quality %.3f is under its bar %.3f; its entries written "
-                "since %.0f s ago are not served and its answers not stored until it recovers",
+                "since %.1f s ago are not served and its answers not stored until it recovers",
                 self.namespace,
                 self.policy,
                 tier,
@@ -194,6 +194,19 @@ class Distrust:
                 now - after.since,
             )
         if (before is None) != (after is None):
+            self._refresh()
+            self._monitor.poke()
+
+    def settle(self, judged: Iterable[str]) -> None:
+        """Close the open spans of tiers no longer judged (a reload removed the objective,
+        the shadow sampling or the tier): no reading would ever close them."""
+        keep = set(judged)
+        now = self._monitor.wall()
+        gone = [tier for tier in self.open if tier not in keep]
+        for tier in gone:
+            self.closed.append(replace(self.open.pop(tier), until=now))
+            log.info("cache %s/%s: tier %s is no longer judged", self.namespace, self.policy, tier)
+        if gone:
             self._refresh()
             self._monitor.poke()
 
@@ -252,6 +265,12 @@ class DistrustMonitor:
             book = self._books[key] = Distrust(self, target, namespace, store, keep)
         book.store, book.keep, book.cache_name = store, keep, name
         return book
+
+    def settle(self, judged: Mapping[Distrust, Iterable[str]]) -> None:
+        """After a reload: every book keeps open only the spans of tiers still judged (a
+        CachePolicy gone from the configuration judges none)."""
+        for book in self._books.values():
+            book.settle(judged.get(book, ()))
 
     def poke(self) -> None:
         """Sync soon: a span opened or closed here."""

@@ -24,7 +24,7 @@ from frugal.api.cache import CachePolicy
 from frugal.gateway import embed
 from frugal.gateway.cache import ResponseCache
 from frugal.gateway.config import GatewayConfig
-from frugal.gateway.distrust import DistrustMonitor
+from frugal.gateway.distrust import Distrust, DistrustMonitor
 from frugal.gateway.embed import Embedder
 from frugal.gateway.falsehits import FalseHitMonitor
 from frugal.gateway.metering import Metrics
@@ -124,11 +124,18 @@ class Gateway:
         self.quality.window = config.limits.quality_window
         self.shadow.concurrency = config.limits.shadow_concurrency
         self.falsehits.limits = config.limits
+        judged: dict[Distrust, set[str]] = {}
         for route in snapshot.routes.values():
             if route.shadow_tier and route.shadow_rate > 0:
                 self.quality.reference(route.policy, route.namespace, route.shadow_tier)
+            book = route.cache.distrust if route.cache is not None else None
+            if book is not None:
+                tiers = judged.setdefault(book, set())
+                if route.quality_bar is not None and route.shadow_rate > 0:
+                    tiers.update(t.name for t in route.tiers if t.name != route.shadow_tier)
             for tier in route.tiers:
                 self.waker.state(tier.upstream)  # apply scaledToZero changes now
+        self.distrust.settle(judged)
         self._snapshot = snapshot  # the swap: requests that already hold the old one keep it
         self.generation += 1
         self.metrics.generation.set(self.generation)
