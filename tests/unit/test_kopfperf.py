@@ -10,10 +10,12 @@ from typing import Any
 import kopf
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kopf._cogs.structs import bodies
+from kopf._cogs.structs import bodies, patches
 
 from frugal.controller.kopfperf import (
     LeanStatusDiffBaseStorage,
+    LeanStatusProgressStorage,
+    ProcessDiffBaseStorage,
     QuietToggleSet,
     install_quiet_toggle_sets,
 )
@@ -75,6 +77,66 @@ def test_the_essence_is_kopfs(obj: dict[str, Any], extra: Any) -> None:
     got = LeanStatusDiffBaseStorage(field=FIELD).build(body=body, extra_fields=extra)
     assert got == want
     assert obj == before  # neither touches the object it was given
+
+
+def test_the_diff_base_is_kept_in_the_process_not_written() -> None:
+    storage = ProcessDiffBaseStorage(field=FIELD)
+    obj: dict[str, Any] = {
+        "metadata": {"name": "e", "uid": "u1", "labels": {"a": "b"}},
+        "spec": {"model": {"uri": "hf://o/m"}},
+        "status": {"phase": "Pending"},
+    }
+    body = bodies.Body(obj)
+    assert storage.fetch(body=body) is None  # never handled: kopf treats it as created
+    essence = storage.build(body=body)
+    patch = patches.Patch()
+    storage.store(body=body, patch=patch, essence=essence)
+    assert not patch, "nothing is written to the object"
+    assert (
+        storage.fetch(body=body)
+        == essence
+        == kopf.StatusDiffBaseStorage(field=FIELD).build(body=body)
+    )
+    # Another object, and the same one as an earlier version left it: its field is cleared.
+    legacy = copy.deepcopy(obj)
+    legacy["metadata"]["uid"] = "u2"
+    legacy["status"]["kopf"] = {"last-handled-configuration": '{"spec":{}}'}
+    patch = patches.Patch()
+    storage.store(body=bodies.Body(legacy), patch=patch, essence=essence)
+    assert dict(patch) == {"status": {"kopf": {"last-handled-configuration": None}}}
+    assert len(storage) == 2
+    # Being deleted: forgotten, and not stored again by the deletion's own handling.
+    obj["metadata"]["deletionTimestamp"] = "2026-11-27T00:00:00Z"
+    assert storage.fetch(body=bodies.Body(obj)) == essence
+    storage.store(body=bodies.Body(obj), patch=patches.Patch(), essence=essence)
+    assert storage.fetch(body=bodies.Body(obj)) is None
+    assert len(storage) == 1
+
+
+@st.composite
+def essences(draw: Any) -> dict[str, Any]:
+    """What kopf clears: spec, labels and annotations (maybe empty), and maybe a status."""
+    essence: dict[str, Any] = {"spec": draw(trees)}
+    meta = {
+        key: draw(st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2))
+        for key in draw(st.lists(st.sampled_from(["labels", "annotations"]), unique=True))
+    }
+    if meta or draw(st.booleans()):
+        essence["metadata"] = meta
+    if draw(st.booleans()):
+        kopf_part = draw(st.dictionaries(st.sampled_from(["progress", "dummy"]), trees))
+        essence["status"] = {"kopf": kopf_part, **draw(st.dictionaries(st.text(max_size=3), trees))}
+    return essence
+
+
+@settings(max_examples=300)
+@given(essences())
+def test_clearing_progress_is_kopfs(essence: dict[str, Any]) -> None:
+    before = copy.deepcopy(essence)
+    want = kopf.StatusProgressStorage(field="status.kopf.progress").clear(essence=essence)
+    got = LeanStatusProgressStorage(field="status.kopf.progress").clear(essence=essence)
+    assert got == want
+    assert essence == before  # the essence it was given is left as it was
 
 
 def test_toggle_set_wakes_its_waiters_once_when_it_turns() -> None:

@@ -24,7 +24,11 @@ from aiohttp import web
 from kubernetes.client import ApiClient
 
 from frugal.controller import endpoints, gateways, leader, loops, nodepools
-from frugal.controller.kopfperf import LeanStatusDiffBaseStorage, install_quiet_toggle_sets
+from frugal.controller.kopfperf import (
+    LeanStatusProgressStorage,
+    ProcessDiffBaseStorage,
+    install_quiet_toggle_sets,
+)
 from frugal.settings import Settings
 from frugal.signals.prometheus import Signals
 
@@ -69,9 +73,10 @@ def aws_prices(settings: Settings) -> Any:
 
 def operator_settings() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
-    # kopf's bookkeeping lives in status, never in the user's metadata or spec.
-    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
-    settings.persistence.diffbase_storage = LeanStatusDiffBaseStorage(
+    # kopf's bookkeeping lives in status (a failing handler's retries) or in this process (the
+    # essence last handled), never in the user's metadata or spec.
+    settings.persistence.progress_storage = LeanStatusProgressStorage(field="status.kopf.progress")
+    settings.persistence.diffbase_storage = ProcessDiffBaseStorage(
         field="status.kopf.last-handled-configuration"
     )
     settings.persistence.finalizer = "frugal.dev/finalizer"
