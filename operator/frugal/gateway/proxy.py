@@ -28,6 +28,7 @@ from frugal.gateway.config import Limits
 from frugal.gateway.errors import GatewayError
 from frugal.gateway.metering import Labels
 from frugal.gateway.service import Gateway
+from frugal.gateway.shadow import Reading
 from frugal.gateway.snapshot import Route, Snapshot, TierRoute
 from frugal.gateway.tenancy import TenantInfo, authenticate, bearer
 from frugal.gateway.upstream import SseParser, StreamAccumulator, UpstreamError
@@ -694,8 +695,8 @@ class Pipeline:
         threshold, name = route.quality_bar, tier.name
         if book is not None and threshold is not None:
 
-            def observe(mean: float, window_start: float) -> None:
-                book.observe(name, mean, threshold, window_start)
+            def observe(reading: Reading) -> None:
+                book.observe(name, reading, threshold)
 
         self.gw.shadow.submit(
             route.policy,

@@ -9,7 +9,9 @@ Shadow calls are fire-and-forget tasks under a concurrency bound: a sample that 
 full is skipped, never queued, so shadowing can never slow or pile up behind user traffic. The
 reference tier is never woken for a shadow call, and its spend is metered apart. Each
 comparison remembers when the compared answer was given, so that a caller told of the new mean
-(``observe``) also learns when the window it averages began (:mod:`frugal.gateway.distrust`).
+(``observe``) also learns when the window it averages began, and how much the comparisons in it
+spread (:class:`Reading`): a mean of a few noisy comparisons is weak evidence of a dip
+(:mod:`frugal.gateway.distrust`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import numpy as np
 
 from frugal.gateway.background import BoundedTasks
 from frugal.gateway.metering import Metrics
@@ -27,8 +32,25 @@ log = logging.getLogger("frugal.gateway")
 
 _TOKEN = re.compile(r"\w+")
 
-Observer = Callable[[float, float], None]
-"""Told (rolling mean, when the window's oldest compared answer was given) after a comparison."""
+
+@dataclass(frozen=True)
+class Reading:
+    """A tier's quality window after a comparison: the gauge's value and how much to trust it."""
+
+    mean: float
+    """The rolling mean (the gauge)."""
+    stdev: float
+    """The comparisons' sample standard deviation (0 for a single one)."""
+    count: int
+    """Comparisons in the window."""
+    size: int
+    """The window's capacity (``limits.qualityWindow``)."""
+    since: float
+    """When the window's oldest compared answer was given (wall clock)."""
+
+
+Observer = Callable[[Reading], None]
+"""Told the tier's :class:`Reading` after each comparison."""
 
 
 def similarity(answer: str, reference: str) -> float:
@@ -51,17 +73,20 @@ class Quality:
 
     def add(
         self, policy: str, namespace: str, tier: str, value: float, at: float | None = None
-    ) -> tuple[float, float]:
-        """Add one comparison of an answer given at ``at`` (wall clock; default now):
-        (the new rolling mean, when the window's oldest compared answer was given)."""
+    ) -> Reading:
+        """Add one comparison of an answer given at ``at`` (wall clock; default now); the
+        window afterwards."""
         samples = self._samples.get((policy, namespace, tier))
         if samples is None or samples.maxlen != self.window:
             samples = deque(samples or (), maxlen=self.window)
             self._samples[(policy, namespace, tier)] = samples
         samples.append((value, time.time() if at is None else at))
-        mean = sum(v for v, _ in samples) / len(samples)
+        values = np.fromiter((v for v, _ in samples), float, len(samples))
+        mean = float(values.mean())
+        stdev = float(values.std(ddof=1)) if len(values) > 1 else 0.0
         self.metrics.quality.labels(policy, namespace, tier).set(mean)
-        return mean, min(t for _, t in samples)
+        since = min(t for _, t in samples)
+        return Reading(mean, stdev, len(values), self.window, since)
 
     def reference(self, policy: str, namespace: str, tier: str) -> None:
         """The reference tier is the yardstick: its quality is 1 by definition."""
@@ -89,7 +114,7 @@ class ShadowSampler:
         observe: Observer | None = None,
     ) -> bool:
         """Start one comparison of an answer given at ``at`` unless the bound is full; True
-        if started. ``observe`` is told the new mean and window start."""
+        if started. ``observe`` is told the window's new :class:`Reading`."""
         at = time.time() if at is None else at
         started = self._tasks.start(
             lambda: self._compare(
@@ -121,9 +146,9 @@ class ShadowSampler:
             self.metrics.shadow.labels(policy, namespace, tier, "failed").inc()
             return
         self.metrics.shadow.labels(policy, namespace, tier, "compared").inc()
-        mean, since = self.quality.add(policy, namespace, tier, similarity(answer, expected), at)
+        reading = self.quality.add(policy, namespace, tier, similarity(answer, expected), at)
         if observe is not None:
-            observe(mean, since)
+            observe(reading)
 
     async def drain(self) -> None:
         """Cancel outstanding comparisons (shutdown)."""
