@@ -149,6 +149,36 @@ def test_update_prune_and_garbage_collection(cluster, namespace) -> None:
         wait_for(lambda: not children(cluster, namespace), what="garbage collection")
 
 
+def test_endpoints_carry_no_finalizer_and_delete_without_the_operator(cluster, namespace) -> None:
+    """The periodic loops are not kopf timers, so nothing needs a finalizer: the one an earlier
+    version put on its endpoints is released, and deleting never waits for the operator."""
+    fresh, legacy = (small_endpoint(namespace, i) for i in (0, 1))
+    legacy["metadata"]["finalizers"] = ["frugal.dev/finalizer"]
+    names = [d["metadata"]["name"] for d in (fresh, legacy)]
+    with running_operator(str(cluster.kubeconfig), [namespace], SETTINGS):
+        cluster.apply(fresh)
+        cluster.apply(legacy)
+        wait_for(
+            lambda: all(
+                ie(cluster, namespace, n).get("status", {}).get("placement")
+                and not ie(cluster, namespace, n)["metadata"].get("finalizers")
+                for n in names
+            ),
+            what="both placed, the earlier version's finalizer released",
+        )
+    for name in names:
+        cluster.delete("InferenceEndpoint", namespace, name)
+    wait_for(
+        lambda: (
+            not any(
+                kube.get(cluster.api, "frugal.dev/v1alpha1", "InferenceEndpoint", namespace, n)
+                for n in names
+            )
+        ),
+        what="deleted with the operator stopped",
+    )
+
+
 def test_restart_mid_rollout_converges_without_duplicates(cluster, namespace) -> None:
     docs = endpoints_in(namespace)
     with running_operator(str(cluster.kubeconfig), [namespace], SETTINGS):

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from frugal import kube
 from frugal.api.base import GROUP, VERSION, CapacityType
 from frugal.api.endpoint import InferenceEndpointSpec
-from frugal.controller import events
+from frugal.controller import events, sweeps
 from frugal.controller.children import LiveChild, controller_uid, sync_children
 from frugal.controller.metrics import RECONCILE_SECONDS, RECONCILES, WRITES
 from frugal.controller.status import Observed, changes, endpoint_status, placement_status
@@ -500,12 +500,13 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     kopf.on.resume(*res, id="reconcile", **retry)(reconcile_endpoint)
     kopf.on.create(*res, id="reconcile", **retry)(reconcile_endpoint)
     kopf.on.update(*res, field="spec", id="reconcile", **retry)(reconcile_endpoint)
-    kopf.timer(
+    sweeps.every(
+        registry,
         *res,
+        id="recheck",
         interval=settings.reconcile_interval_seconds,
         initial_delay=settings.reconcile_interval_seconds,
-        id="recheck",
-        **retry,
+        backoff=RETRY_BACKOFF_SECONDS,
     )(reconcile_endpoint)
     kopf.on.event("apps", "v1", "deployments", labels=MANAGED_LABELS, registry=registry)(
         on_deployment_event

@@ -1,7 +1,7 @@
 """Shell: the control loops — autoscaling, scale to zero and wake, live cost, rerouting.
 
-Each loop is a kopf timer that reads signals, calls a pure policy and records the decision
-with its reason in status and, when something changed, as an Event. What must survive a
+Each loop is a periodic sweep (sweeps.py) that reads signals, calls a pure policy and records
+the decision with its reason in status and, when something changed, as an Event. What must survive a
 restart (the decided replica count, the effective weights, the last step) lives in status;
 what only smooths decisions (the scale-down stabilisation window) lives in memory, so a restart
 at worst scales down a little later. Nothing is written while nothing changes.
@@ -23,7 +23,7 @@ from frugal.api.base import GROUP, VERSION, CapacityType
 from frugal.api.cache import CachePolicySpec
 from frugal.api.endpoint import InferenceEndpointSpec
 from frugal.api.routing import RoutingPolicySpec
-from frugal.controller import endpoints, events
+from frugal.controller import endpoints, events, sweeps
 from frugal.controller.metrics import WRITES
 from frugal.controller.status import condition
 from frugal.cost.model import budget_status, cost_per_million_tokens
@@ -640,19 +640,19 @@ def register(registry: kopf.OperatorRegistry, settings: Any) -> None:
     ie = (GROUP, VERSION, "inferenceendpoints")
     rp = (GROUP, VERSION, "routingpolicies")
     backoff = endpoints.RETRY_BACKOFF_SECONDS
-    kopf.timer(
-        *ie, interval=loops.scale_interval_seconds, registry=registry, id="scale", backoff=backoff
-    )(scale_endpoint)
+    sweeps.every(registry, *ie, id="scale", interval=loops.scale_interval_seconds, backoff=backoff)(
+        scale_endpoint
+    )
     kopf.on.field(
         *ie, field=("metadata", "annotations", WAKE_ANNOTATION), registry=registry, id="wake"
     )(scale_endpoint)
     kopf.on.resume(*rp, registry=registry, id="reroute")(reroute_policy)
     kopf.on.create(*rp, registry=registry, id="reroute")(reroute_policy)
     kopf.on.update(*rp, field="spec", registry=registry, id="reroute")(reroute_policy)
-    kopf.timer(*rp, interval=loops.reroute_tick_seconds, registry=registry, id="reroute-tick")(
+    sweeps.every(registry, *rp, id="reroute-tick", interval=loops.reroute_tick_seconds)(
         reroute_policy
     )
     cp = (GROUP, VERSION, "cachepolicies")
-    kopf.timer(*cp, interval=loops.cache_status_seconds, registry=registry, id="cache-status")(
+    sweeps.every(registry, *cp, id="cache-status", interval=loops.cache_status_seconds)(
         cache_status
     )

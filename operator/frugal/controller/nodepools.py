@@ -34,6 +34,7 @@ from frugal import kube
 from frugal.api.base import GROUP, VERSION
 from frugal.api.endpoint import InferenceEndpointSpec
 from frugal.catalog.profiles import ProfileName
+from frugal.controller import sweeps
 from frugal.controller.metrics import WRITES
 from frugal.placement.plan import EndpointWish, plan_fleet
 from frugal.render.endpoint import HASH_ANNOTATION
@@ -480,12 +481,9 @@ def register(
         kopf.on.event(
             group, version, plural, labels=MANAGED_LABELS, registry=registry, id=f"{plural}-watch"
         )(on_change)
-    kopf.timer(
-        *ie,
-        interval=settings.reconcile_interval_seconds,
-        registry=registry,
-        id="node-pools-tick",
-    )(on_tick)
+    sweeps.every(registry, *ie, id="node-pools-tick", interval=settings.reconcile_interval_seconds)(
+        on_tick
+    )
 
 
 __all__ = [

@@ -23,7 +23,7 @@ import kubernetes
 from aiohttp import web
 from kubernetes.client import ApiClient
 
-from frugal.controller import endpoints, gateways, leader, loops, nodepools
+from frugal.controller import endpoints, gateways, leader, loops, nodepools, sweeps
 from frugal.controller.kopfperf import (
     LeanStatusProgressStorage,
     ProcessDiffBaseStorage,
@@ -98,7 +98,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         return login(**kwargs)
 
     @kopf.on.startup(registry=registry)
-    async def _startup(memo: kopf.Memo, **_: Any) -> None:
+    async def _startup(memo: kopf.Memo, **kwargs: Any) -> None:
         memo.ctx = endpoints.Context(
             settings=settings, api=api_client(), prices=aws_prices(settings)
         )
@@ -110,9 +110,14 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
                 memo.ctx, gw.config_namespace, gw.config_map, gw.base_config_map
             )
             memo.gateway_sync.start()
+        indices = {k: v for k, v in kwargs.items() if isinstance(v, kopf.Index)}
+        memo.sweeps = sweeps.Runner(sweeps.registered(registry), memo, indices)
 
     @kopf.on.cleanup(registry=registry)
     async def _cleanup(memo: kopf.Memo, **_: Any) -> None:
+        runner = getattr(memo, "sweeps", None)
+        if runner is not None:
+            await runner.stop()
         sync = getattr(memo, "gateway_sync", None)
         if sync is not None:
             sync.stop()
