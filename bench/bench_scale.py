@@ -209,6 +209,8 @@ class DeploymentWatch(threading.Thread):
         self.apps = kubernetes.client.AppsV1Api(api)
         self.namespace = namespace
         self.seen: dict[tuple[str, str], float] = {}
+        self.names: dict[str, set[str]] = {}
+        """endpoint → the names of its Deployments (one per capacity type holding replicas)."""
         self.ready = threading.Event()
         self._stop_event = threading.Event()
 
@@ -237,6 +239,9 @@ class DeploymentWatch(threading.Thread):
 
     def _record(self, dep: Any) -> None:
         now = time.monotonic()
+        endpoint = (dep.metadata.labels or {}).get(ENDPOINT_LABEL)
+        if endpoint:
+            self.names.setdefault(endpoint, set()).add(dep.metadata.name)
         args = dep.spec.template.spec.containers[0].args or []
         if "--max-model-len" in args:
             value = args[args.index("--max-model-len") + 1]
@@ -395,7 +400,7 @@ def spec_change_latency(
             content_type="application/merge-patch+json",
         )
         at = time.monotonic()
-        deps = [f"{name}-{p}" for p in doc["spec"]["capacity"]["preference"]]
+        deps = sorted(watch.names.get(name, ()))
         sent.append((name, deps, value, at))
         time.sleep(0.2)
     deadline = time.monotonic() + 120
@@ -403,7 +408,7 @@ def spec_change_latency(
     for _name, deps, value, at in sent:
         while time.monotonic() < deadline and not all((d, value) in watch.seen for d in deps):
             time.sleep(0.1)
-        if all((d, value) in watch.seen for d in deps):
+        if deps and all((d, value) in watch.seen for d in deps):
             latencies.append(max(watch.seen[(d, value)] for d in deps) - at)
         else:
             latencies.append(float("inf"))
@@ -615,7 +620,8 @@ def reaction(  # noqa: PLR0915, PLR0917 - one call site
             deps = list_items(
                 api, "apps/v1", "Deployment", ns, labelSelector=f"{ENDPOINT_LABEL}={target}"
             )
-            if "zero" not in seen and deps and sum(d["spec"]["replicas"] for d in deps) == 0:
+            # At zero an endpoint has no Deployment left (render/endpoint.py).
+            if "zero" not in seen and sum(d["spec"]["replicas"] for d in deps) == 0:
                 seen["zero"] = now - t_idle
             rp = kube.get(api, "frugal.dev/v1alpha1", "RoutingPolicy", ns, policy_name(0)) or {}
             weights = (rp.get("status") or {}).get("weights") or {}
