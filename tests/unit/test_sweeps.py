@@ -157,3 +157,22 @@ def test_stopping_cancels_the_calls_in_flight() -> None:
         assert not runner.calls
 
     asyncio.run(run())
+
+
+def test_an_unpaced_sweep_calls_every_object_at_the_start_of_its_pass() -> None:
+    async def run() -> None:
+        names = [f"e{i}" for i in range(20)]
+        indices = {index_id("inferenceendpoints"): index_of(*(endpoint(n) for n in names))}
+        called: set[str] = set()
+
+        async def handler(name: str, **_: Any) -> None:
+            called.add(name)
+
+        # One pass an hour: paced, the second object would wait three minutes.
+        sweep = Sweep("scale", "inferenceendpoints", 3600, handler, paced=False)
+        runner = Runner([sweep], None, indices)
+        runner.start()
+        await until(lambda: called == set(names), "every object in the first pass")
+        await runner.stop()
+
+    asyncio.run(run())

@@ -36,6 +36,11 @@ from frugal.signals.prometheus import PrometheusError, Signals
 WAKE_ANNOTATION = "frugal.dev/wake"
 LIVE_FIGURES = ("tokensPerSecond", "perMillionTokensUSD", "budgetBurn")
 LIVE_COST_TOLERANCE = 0.05
+FRESH_FOR = 0.5
+"""A fleet query's result serves the calls of one pass for this fraction of the loop's tick.
+The calls of a pass share it; the next pass, a tick later, always queries again. Cached for a
+whole tick, a result a few milliseconds short of its age at the next pass was reused, so
+decisions read data up to two ticks old (scale to zero 25 s beyond ``idleAfter``)."""
 """Live cost figures are rewritten only when they move by more than this (relative): at three
 significant digits, the jitter of rate() over scrapes rewrote every endpoint's status on every
 scale tick — 67 writes/s for a thousand steady endpoints."""
@@ -318,14 +323,14 @@ async def _read_signals(
             namespace=namespace,
             served_name=spec.model.served_name,
             idle_after=spec.scaling.idle_after,
-            max_age=tick,
+            max_age=tick * FRESH_FOR,
         )
         tps = await ctx.run(
             signals.tokens_per_second,
             name=name,
             namespace=namespace,
             served_name=spec.model.served_name,
-            max_age=tick,
+            max_age=tick * FRESH_FOR,
         )
     except PrometheusError as err:
         return LoadSignals(), None, str(err)
@@ -492,7 +497,7 @@ async def reroute_policy(
                     policy=name,
                     namespace=namespace,
                     tier=tier.name,
-                    max_age=ctx.settings.loops.reroute_tick_seconds,
+                    max_age=ctx.settings.loops.reroute_tick_seconds * FRESH_FOR,
                 )
         except PrometheusError as err:
             tier_signals, error = {}, str(err)
@@ -640,18 +645,24 @@ def register(registry: kopf.OperatorRegistry, settings: Any) -> None:
     ie = (GROUP, VERSION, "inferenceendpoints")
     rp = (GROUP, VERSION, "routingpolicies")
     backoff = endpoints.RETRY_BACKOFF_SECONDS
-    sweeps.every(registry, *ie, id="scale", interval=loops.scale_interval_seconds, backoff=backoff)(
-        scale_endpoint
-    )
+    # Not paced: every endpoint reads the tick's fleet query while it is fresh.
+    sweeps.every(
+        registry,
+        *ie,
+        id="scale",
+        interval=loops.scale_interval_seconds,
+        backoff=backoff,
+        paced=False,
+    )(scale_endpoint)
     kopf.on.field(
         *ie, field=("metadata", "annotations", WAKE_ANNOTATION), registry=registry, id="wake"
     )(scale_endpoint)
     kopf.on.resume(*rp, registry=registry, id="reroute")(reroute_policy)
     kopf.on.create(*rp, registry=registry, id="reroute")(reroute_policy)
     kopf.on.update(*rp, field="spec", registry=registry, id="reroute")(reroute_policy)
-    sweeps.every(registry, *rp, id="reroute-tick", interval=loops.reroute_tick_seconds)(
-        reroute_policy
-    )
+    sweeps.every(
+        registry, *rp, id="reroute-tick", interval=loops.reroute_tick_seconds, paced=False
+    )(reroute_policy)
     cp = (GROUP, VERSION, "cachepolicies")
     sweeps.every(registry, *cp, id="cache-status", interval=loops.cache_status_seconds)(
         cache_status

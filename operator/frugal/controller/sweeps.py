@@ -4,9 +4,10 @@ The control loops need "every object, every interval". A kopf timer is one task 
 and kopf puts its finalizer on every object that has one, to stop the task at deletion: one
 more write and watch event per created object (1,000 while a thousand endpoints converged),
 and objects that cannot be deleted while the operator is gone. Here one task per loop walks
-the objects held by a watch index, pacing its calls over the interval. It calls the handler
-with the keyword arguments a kopf timer would get (body, spec, status, meta, name, namespace,
-uid, memo and every index).
+the objects held by a watch index, pacing its calls over the interval (or all at once, for
+loops that read a fleet query cached for the tick). It calls the handler with the keyword
+arguments a kopf timer would get (body, spec, status, meta, name, namespace, uid, memo and
+every index).
 
 Like a kopf timer, a sweep never runs two calls for the same object at once. It skips objects
 that are being deleted. A failing call is logged, counted and tried again after ``backoff``
@@ -94,6 +95,11 @@ class Sweep:
     initial_delay: float = 0.0
     backoff: float = 5.0
     concurrency: int = 8
+    paced: bool = True
+    """Spread the calls over the interval. Off for loops that read a fleet query cached for
+    the tick: spread calls would read it up to a tick old, and a decision (scale to zero,
+    reroute) would come up to a whole tick later (25 s beyond ``idleAfter`` at 1,000
+    endpoints, against 7 s with the calls together)."""
 
 
 def every(
@@ -106,6 +112,7 @@ def every(
     interval: float,
     initial_delay: float = 0.0,
     backoff: float = 5.0,
+    paced: bool = True,
 ) -> Callable[[Handler], Handler]:
     """Decorator: register ``handler`` to run every ``interval`` seconds for each object."""
 
@@ -116,7 +123,7 @@ def every(
             kopf.on.event(
                 group, version, plural, id=f"{index_id(plural)}-ready", registry=registry
             )(start_when_indexed)
-        sweeps.append(Sweep(id, plural, interval, handler, initial_delay, backoff))
+        sweeps.append(Sweep(id, plural, interval, handler, initial_delay, backoff, paced=paced))
         setattr(registry, _REGISTRY_ATTRIBUTE, sweeps)
         return handler
 
@@ -167,7 +174,7 @@ class Runner:
         while True:
             started = loop.time()
             keys = list(self.indices[index_id(sweep.plural)])
-            pace = sweep.interval / max(len(keys), 1)
+            pace = sweep.interval / max(len(keys), 1) if sweep.paced else 0.0
             for i, key in enumerate(keys):
                 if (sweep.id, key) not in self.calls:
                     await slots.acquire()
