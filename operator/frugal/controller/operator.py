@@ -79,6 +79,8 @@ def operator_settings() -> kopf.OperatorSettings:
     settings.persistence.diffbase_storage = ProcessDiffBaseStorage(
         field="status.kopf.last-handled-configuration"
     )
+    # No handler needs a finalizer, so kopf adds none; naming the one earlier builds added
+    # lets kopf release it from their objects.
     settings.persistence.finalizer = "frugal.dev/finalizer"
     # Events are for decisions a user should see; kopf's per-handler chatter stays in logs.
     settings.posting.level = logging.WARNING
