@@ -63,8 +63,8 @@ def endpoint_name(i: int) -> str:
 def expected_children(doc: dict[str, Any]) -> int:
     """A Deployment, a Service and a PodDisruptionBudget.
 
-    Each endpoint starts with one replica, and only a capacity type with replicas gets a
-    Deployment; an unplaced replica leaves the first preferred type's Deployment at zero.
+    Each endpoint starts with one replica, only a capacity type holding replicas gets a
+    Deployment, and every preference here ends in on-demand, so the replica is always placed.
     """
     assert doc["spec"]["scaling"]["minReplicas"] == 1
     return 3

@@ -1,10 +1,10 @@
 """Shell: the control loops — autoscaling, scale to zero and wake, live cost, rerouting.
 
 Each loop is a periodic sweep (sweeps.py) that reads signals, calls a pure policy and records
-the decision with its reason in status and, when something changed, as an Event. What must survive a
-restart (the decided replica count, the effective weights, the last step) lives in status;
-what only smooths decisions (the scale-down stabilisation window) lives in memory, so a restart
-at worst scales down a little later. Nothing is written while nothing changes.
+the decision with its reason in status and, when something changed, as an Event. What must
+survive a restart (the decided replica count, the effective weights, the last step) lives in
+status; what only smooths decisions (the scale-down stabilisation window) lives in memory, so a
+restart at worst scales down a little later. Nothing is written while nothing changes.
 """
 
 from __future__ import annotations
@@ -36,14 +36,14 @@ from frugal.signals.prometheus import PrometheusError, Signals
 WAKE_ANNOTATION = "frugal.dev/wake"
 LIVE_FIGURES = ("tokensPerSecond", "perMillionTokensUSD", "budgetBurn")
 LIVE_COST_TOLERANCE = 0.05
+"""Live cost figures are rewritten only when they move by more than this (relative): at three
+significant digits, the jitter of rate() over scrapes rewrote every endpoint's status on every
+scale tick — 67 writes/s for a thousand steady endpoints."""
 FRESH_FOR = 0.5
 """A fleet query's result serves the calls of one pass for this fraction of the loop's tick.
 The calls of a pass share it; the next pass, a tick later, always queries again. Cached for a
 whole tick, a result a few milliseconds short of its age at the next pass was reused, so
 decisions read data up to two ticks old (scale to zero 25 s beyond ``idleAfter``)."""
-"""Live cost figures are rewritten only when they move by more than this (relative): at three
-significant digits, the jitter of rate() over scrapes rewrote every endpoint's status on every
-scale tick — 67 writes/s for a thousand steady endpoints."""
 log = logging.getLogger("frugal.loops")
 
 
