@@ -163,10 +163,23 @@ def test_a_capacity_type_without_replicas_gets_no_deployment() -> None:
     assert deployment_replicas(render(s, full, replicas=1)) == {"Deployment/chat-on-demand": 1}
 
 
+def test_a_disruption_budget_only_once_two_replicas_are_placed() -> None:
+    s = spec(capacity={"preference": ["reserved", "on-demand"], "reservation": "pool"})
+    settings = Settings(reservations=(ReservationPool(name="pool", gpu_type="l4", gpus=1),))
+    assert "PodDisruptionBudget/chat" not in render(s, settings, replicas=1)
+    # Two replicas in two Deployments: one budget over both.
+    pdb = render(s, settings, replicas=2)["PodDisruptionBudget/chat"]
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"] == {"matchLabels": {"frugal.dev/endpoint": "chat"}}
+    # Two wanted but one placed (the reservation holds one, nothing else allowed): no budget.
+    only = spec(capacity={"preference": ["reserved"], "reservation": "pool"})
+    assert "PodDisruptionBudget/chat" not in render(only, settings, replicas=2)
+
+
 def test_an_endpoint_at_zero_keeps_its_service_but_no_deployment() -> None:
     s = spec(capacity={"preference": ["spot", "on-demand"]})
     children = render(s, replicas=0)
-    assert children.keys() == {"Service/chat", "PodDisruptionBudget/chat"}
+    assert children.keys() == {"Service/chat"}
     s = spec(capacity={"preference": ["reserved"], "reservation": "pool"})
     full = Settings(reservations=(ReservationPool(name="pool", gpu_type="l4", gpus=0),))
     assert not deployment_replicas(render(s, full, replicas=2)), "unplaced replicas"

@@ -1,11 +1,14 @@
 """(endpoint, placement, settings) → the child objects the operator applies.
 
 One Deployment per capacity type that has replicas, a Service over all of them, and a
-PodDisruptionBudget. A type without replicas gets no Deployment, and an endpoint scaled to zero
-has none: at 1,000 endpoints the zero-replica Deployments were half of all Deployments, each an
-apply, a ReplicaSet and a stream of status updates for the API server and a watched object in
-the operator's memory. Moving replicas to another type creates that type's Deployment and
-deletes the emptied one (its pods still get their grace period).
+PodDisruptionBudget once two replicas or more are placed. A type without replicas gets no
+Deployment, and an endpoint scaled to zero has none: at 1,000 endpoints the zero-replica
+Deployments were half of all Deployments, each an apply, a ReplicaSet and a stream of status
+updates for the API server and a watched object in the operator's memory. Moving replicas to
+another type creates that type's Deployment and deletes the emptied one (its pods still get
+their grace period). A budget of one unavailable pod over a single replica permits every
+eviction, so it would protect nothing at the same cost: an endpoint gets one with its second
+replica.
 
 Node selectors and tolerations come from the platform profile, so the scheduler — not hope —
 puts each pod on the capacity the plan chose; node affinity on the profile's GPU-count label
@@ -42,6 +45,10 @@ class Owner:
     uid: str
 
 
+MIN_REPLICAS_FOR_PDB = 2
+"""``maxUnavailable: 1`` only keeps a replica serving through a drain when there are two."""
+
+
 def deployment_name(endpoint: str, capacity: CapacityType) -> str:
     return f"{endpoint}-{capacity.value}"
 
@@ -76,7 +83,8 @@ def render_endpoint(
         for ctype in deployed_types(spec, plan)
     ]
     children.append(_service(owner, labels, settings.engine.port))
-    children.append(_pdb(owner, labels))
+    if plan.split.placed >= MIN_REPLICAS_FOR_PDB:
+        children.append(_pdb(owner, labels))
     return [with_hash(c) for c in children]
 
 
