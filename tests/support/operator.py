@@ -10,6 +10,7 @@ from typing import Any
 import kopf
 from kopf.testing import KopfRunner
 
+from frugal.controller import kopfperf
 from frugal.controller.operator import build_registry, operator_settings
 from frugal.settings import Settings
 
@@ -27,6 +28,7 @@ def running_operator(
     registers extra handlers or overrides).
     """
     settings = settings or Settings(reconcile_interval_seconds=2)
+    kopfperf.install()  # as ``operator.run`` does
     args = ["run", "--standalone"]
     for ns in namespaces:
         args += ["--namespace", ns]

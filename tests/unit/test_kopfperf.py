@@ -17,7 +17,9 @@ from frugal.controller.kopfperf import (
     LeanStatusProgressStorage,
     ProcessDiffBaseStorage,
     QuietToggleSet,
+    install_lean_watch,
     install_quiet_toggle_sets,
+    lean_continuous_watch,
 )
 
 FIELD = "status.kopf.last-handled-configuration"
@@ -196,3 +198,51 @@ def test_kopf_builds_its_toggle_sets_through_the_patched_module_attribute() -> N
         assert aiotoggles.ToggleSet is QuietToggleSet
     finally:
         aiotoggles.ToggleSet = original
+
+
+def test_kopf_watches_through_the_patched_module_attribute() -> None:
+    """If kopf stops looking continuous_watch up on its module, the lean stream is bypassed."""
+    from kopf._cogs.clients import watching
+
+    assert "stream = continuous_watch(" in inspect.getsource(watching.infinite_watch)
+    original = watching.continuous_watch
+    try:
+        install_lean_watch()
+        install_lean_watch()  # idempotent: never wraps itself
+        assert watching.continuous_watch is lean_continuous_watch
+    finally:
+        watching.continuous_watch = original
+
+
+def test_the_lean_stream_drops_managed_fields_and_closes_kopfs() -> None:
+    from frugal.controller import kopfperf
+
+    closed = []
+
+    async def kopfs(**_: Any) -> Any:
+        try:
+            yield {"type": None, "object": {"metadata": {"name": "a", "managedFields": [{}]}}}
+            yield "LISTED"  # kopf's bookmarks pass through
+            yield {"type": "ERROR", "object": {"code": 410}}
+            yield {"type": "MODIFIED", "object": {"metadata": {"name": "b"}}}
+        finally:
+            closed.append(True)
+
+    async def run() -> list[Any]:
+        original = kopfperf._KOPF_CONTINUOUS_WATCH
+        kopfperf._KOPF_CONTINUOUS_WATCH = kopfs
+        try:
+            stream = lean_continuous_watch(resource="r")
+            out = [await anext(stream) for _ in range(3)]
+            await stream.aclose()  # kopf stops reading on a 410
+            return out
+        finally:
+            kopfperf._KOPF_CONTINUOUS_WATCH = original
+
+    out = asyncio.run(run())
+    assert out == [
+        {"type": None, "object": {"metadata": {"name": "a"}}},
+        "LISTED",
+        {"type": "ERROR", "object": {"code": 410}},
+    ]
+    assert closed == [True]

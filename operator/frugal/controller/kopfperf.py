@@ -1,22 +1,25 @@
 """Shell: kopf's internals, kept to kopf's behaviour but lean at a thousand endpoints.
 
-Both were found by profiling the operator over 1,000 endpoints (about 6,000 watched objects);
-BENCHMARKS.md "Fleet scale" has the figures. Each keeps kopf's observable behaviour (unit tests
-compare them with kopf's own classes) and is installed only through kopf's settings or before
-``kopf.operator`` starts.
+Each was found by profiling the operator over 1,000 endpoints (about 5,000 watched objects);
+BENCHMARKS.md "Fleet scale" has the figures. Each keeps kopf's observable behaviour (tests
+compare them with kopf's own classes, or run them against the API server) and is installed
+only through kopf's settings or, by :func:`install`, before ``kopf.operator`` starts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import kopf
 from kopf._cogs.aiokits import aiotoggles  # kopf's own primitives, as its reactor uses them
+from kopf._cogs.clients import watching
 from kopf._cogs.structs import dicts
 
 _KOPF_TOGGLE_SET = aiotoggles.ToggleSet
+_KOPF_CONTINUOUS_WATCH = watching.continuous_watch
 
 
 class LeanStatusDiffBaseStorage(kopf.StatusDiffBaseStorage):
@@ -134,7 +137,44 @@ class QuietToggleSet(_KOPF_TOGGLE_SET):
                 self._condition.notify_all()
 
 
+def drop_managed_fields(event: Any) -> Any:
+    """The watch event with its object's ``metadata.managedFields`` removed (in place).
+
+    managedFields is the API server's record of which manager set which field, for server-side
+    apply; neither kopf nor frugal reads it, and it is about half of every listed Deployment,
+    pod and endpoint. kopf holds every listed object until all its indexes are filled, so on a
+    restart over 1,000 endpoints it was some 60 MB of the peak. client-go's informers offer the
+    same trimming (a transform that strips managedFields) for the same reason.
+    """
+    obj = event.get("object") if isinstance(event, dict) else None
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+    return event
+
+
+async def lean_continuous_watch(**kwargs: Any) -> AsyncIterator[Any]:
+    """kopf's list-then-watch stream of one resource, with :func:`drop_managed_fields` applied
+    to each event before kopf queues it."""
+    async with contextlib.aclosing(_KOPF_CONTINUOUS_WATCH(**kwargs)) as stream:
+        async for event in stream:
+            yield drop_managed_fields(event)
+
+
 def install_quiet_toggle_sets() -> None:
     """Make kopf's reactor build :class:`QuietToggleSet` (it looks the class up by module
     attribute when it starts). Call before ``kopf.operator``; idempotent."""
     aiotoggles.ToggleSet = QuietToggleSet  # type: ignore[misc]
+
+
+def install_lean_watch() -> None:
+    """Make kopf's watchers use :func:`lean_continuous_watch` (``infinite_watch`` looks the
+    stream up by module attribute on each reconnect). Call before ``kopf.operator``;
+    idempotent."""
+    watching.continuous_watch = lean_continuous_watch  # type: ignore[assignment]
+
+
+def install() -> None:
+    """Everything here that kopf picks up from its modules rather than from its settings."""
+    install_quiet_toggle_sets()
+    install_lean_watch()

@@ -23,12 +23,8 @@ import kubernetes
 from aiohttp import web
 from kubernetes.client import ApiClient
 
-from frugal.controller import endpoints, gateways, leader, loops, nodepools, sweeps
-from frugal.controller.kopfperf import (
-    LeanStatusProgressStorage,
-    ProcessDiffBaseStorage,
-    install_quiet_toggle_sets,
-)
+from frugal.controller import endpoints, gateways, kopfperf, leader, loops, nodepools, sweeps
+from frugal.controller.kopfperf import LeanStatusProgressStorage, ProcessDiffBaseStorage
 from frugal.settings import Settings
 from frugal.signals.prometheus import Signals
 
@@ -88,6 +84,9 @@ def operator_settings() -> kopf.OperatorSettings:
     # own peering stays off.
     settings.peering.standalone = True
     settings.watching.server_timeout = 300
+    # Listed in pages, as client-go's reflectors do: one decoded response of every pod or
+    # Deployment at once is tens of megabytes at a thousand endpoints.
+    settings.watching.chunk_size = 500
     settings.queueing.error_delays = (1, 2, 5, 10, 30, 60)
     return settings
 
@@ -202,7 +201,7 @@ async def run(
             # On a thread: a busy event loop must not cost a healthy leader its Lease.
             halt_renewals = elector.renew_in_thread(on_lost)
         started.set()
-        install_quiet_toggle_sets()
+        kopfperf.install()
         await kopf.operator(
             registry=registry,
             settings=settings,

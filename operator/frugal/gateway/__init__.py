@@ -17,11 +17,18 @@ import os
 # numpy is not imported yet, and an explicit setting wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from frugal.gateway.config import GatewayConfig, load_config
-from frugal.gateway.server import GATEWAY, make_app, run
-from frugal.gateway.source import ConfigSource
-from frugal.gateway.wake import KubeWaker
+import importlib
+from typing import Any
 
+_EXPORTS = {
+    "GATEWAY": "frugal.gateway.server",
+    "ConfigSource": "frugal.gateway.source",
+    "GatewayConfig": "frugal.gateway.config",
+    "KubeWaker": "frugal.gateway.wake",
+    "load_config": "frugal.gateway.config",
+    "make_app": "frugal.gateway.server",
+    "run": "frugal.gateway.server",
+}
 __all__ = [
     "GATEWAY",
     "ConfigSource",
@@ -31,3 +38,12 @@ __all__ = [
     "make_app",
     "run",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the server on first use: ``frugal operator`` loads this package for the CLI's
+    ``gateway`` command only, and the server's imports (numpy, Redis, the embedder) were 20 MB
+    of the operator's memory."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
