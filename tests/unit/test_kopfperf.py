@@ -246,3 +246,36 @@ def test_the_lean_stream_drops_managed_fields_and_closes_kopfs() -> None:
         {"type": "ERROR", "object": {"code": 410}},
     ]
     assert closed == [True]
+
+
+def test_index_functions_run_in_the_loop_under_their_own_names() -> None:
+    """kopf calls them as coroutines (no thread hop), and the index keeps the function's name."""
+    from kopf._core.actions.invocation import invoke, is_async_fn
+
+    from frugal.controller import kopfperf
+
+    threads: list[int] = []
+
+    def by_name(name: str, **_: Any) -> dict[str, str]:
+        """Doc."""
+        import threading
+
+        threads.append(threading.get_ident())
+        return {name: name}
+
+    registry = kopf.OperatorRegistry()
+    assert kopfperf.index("", "v1", "configmaps", registry=registry)(by_name) is by_name
+    (handler,) = registry._indexing.get_all_handlers()
+    assert handler.id == by_name.__qualname__  # the id kopf gives the function itself
+    assert is_async_fn(handler.fn)
+    assert handler.fn.__doc__ == "Doc."
+
+    async def call() -> Any:
+        import threading
+
+        result = await invoke(handler.fn, kwargs={"name": "a", "namespace": "n"})
+        return result, threading.get_ident()
+
+    result, loop_thread = asyncio.run(call())
+    assert result == {"a": "a"}
+    assert threads == [loop_thread]

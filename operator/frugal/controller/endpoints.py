@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from frugal import kube
 from frugal.api.base import GROUP, VERSION, CapacityType
 from frugal.api.endpoint import InferenceEndpointSpec
-from frugal.controller import events, sweeps
+from frugal.controller import events, kopfperf, sweeps
 from frugal.controller.children import LiveChild, controller_uid, sync_children
 from frugal.controller.metrics import RECONCILE_SECONDS, RECONCILES, WRITES
 from frugal.controller.status import Observed, changes, endpoint_status, placement_status
@@ -485,13 +485,13 @@ def _first_error(err: ValidationError) -> str:
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     """Register the endpoint handlers into ``registry``."""
     res = (GROUP, VERSION, PLURAL)
-    kopf.index(*res, registry=registry)(endpoints_index)
-    kopf.index("apps", "v1", "deployments", labels=MANAGED_LABELS, registry=registry)(
+    kopfperf.index(*res, registry=registry)(endpoints_index)
+    kopfperf.index("apps", "v1", "deployments", labels=MANAGED_LABELS, registry=registry)(
         deployments_index
     )
-    kopf.index("", "v1", "pods", labels=MANAGED_LABELS, registry=registry)(pods_index)
+    kopfperf.index("", "v1", "pods", labels=MANAGED_LABELS, registry=registry)(pods_index)
     for group, version, plural in CHILD_RESOURCES:
-        kopf.index(
+        kopfperf.index(
             group, version, plural, labels=MANAGED_LABELS, registry=registry, id="children_index"
         )(children_index)
     # A failed reconcile (the API server away, a conflict) is retried soon, not after kopf's

@@ -22,6 +22,7 @@ import yaml
 
 from frugal import kube
 from frugal.api.base import GROUP, VERSION
+from frugal.controller import kopfperf
 from frugal.controller.metrics import WRITES
 from frugal.render.gateway import CONFIG_KEY, render_gateway_config
 
@@ -233,5 +234,5 @@ def register(registry: kopf.OperatorRegistry) -> None:
         ("cachepolicies", "caching_index"),
         ("inferenceendpoints", "endpoint_objects_index"),
     ):
-        kopf.index(GROUP, VERSION, plural, id=index, registry=registry)(objects_index)
+        kopfperf.index(GROUP, VERSION, plural, id=index, registry=registry)(objects_index)
         kopf.on.event(GROUP, VERSION, plural, id=f"gateway-{plural}", registry=registry)(on_change)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import kopf
@@ -135,6 +135,35 @@ class QuietToggleSet(_KOPF_TOGGLE_SET):
             self._toggles.difference_update(toggles)
             if self.is_on() != before:
                 self._condition.notify_all()
+
+
+def in_loop(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` as a coroutine function under its own name, so kopf calls it in the event loop.
+
+    kopf runs every synchronous handler on its thread pool: an executor hop, a context copy and
+    a thread switch per call (12% of the event loop while 1,000 endpoints converged, for index
+    functions that take microseconds). Only for pure, fast functions: a blocking one would
+    stall the loop. Not ``functools.wraps``: kopf follows ``__wrapped__`` to decide whether a
+    handler is async, and would run the wrapper on a thread without awaiting it.
+    """
+
+    async def call(**kwargs: Any) -> Any:
+        return fn(**kwargs)
+
+    call.__name__, call.__qualname__, call.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
+    call.__module__ = fn.__module__
+    return call
+
+
+def index(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``kopf.index`` for a pure index function, called in the event loop (:func:`in_loop`).
+    Returns the function itself, so it stays a plain function for callers and tests."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        kopf.index(*args, **kwargs)(in_loop(fn))
+        return fn
+
+    return decorate
 
 
 def drop_managed_fields(event: Any) -> Any:

@@ -34,7 +34,7 @@ from frugal import kube
 from frugal.api.base import GROUP, VERSION
 from frugal.api.endpoint import InferenceEndpointSpec
 from frugal.catalog.profiles import ProfileName
-from frugal.controller import sweeps
+from frugal.controller import kopfperf, sweeps
 from frugal.controller.metrics import WRITES
 from frugal.placement.plan import EndpointWish, plan_fleet
 from frugal.render.endpoint import HASH_ANNOTATION
@@ -467,8 +467,8 @@ def register(
     if not pools.manage:
         return
     ie = (GROUP, VERSION, "inferenceendpoints")
-    kopf.index(*ie, registry=registry, id="nodepool_endpoints_index")(endpoints_index)
-    kopf.index(
+    kopfperf.index(*ie, registry=registry, id="nodepool_endpoints_index")(endpoints_index)
+    kopfperf.index(
         "", "v1", "pods", labels=MANAGED_LABELS, registry=registry, id="nodepool_pods_index"
     )(pod_selectors_index)
     on_change, on_tick = make_handlers(pools, settings)

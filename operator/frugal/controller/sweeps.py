@@ -28,6 +28,8 @@ from typing import Any
 import kopf
 from prometheus_client import Counter
 
+from frugal.controller import kopfperf
+
 log = logging.getLogger("frugal.sweeps")
 
 SWEEP_CALLS = Counter(
@@ -119,7 +121,8 @@ def every(
     def decorate(handler: Handler) -> Handler:
         sweeps: list[Sweep] = getattr(registry, _REGISTRY_ATTRIBUTE, [])
         if not any(s.plural == plural for s in sweeps):
-            kopf.index(group, version, plural, id=index_id(plural), registry=registry)(lean_body)
+            index = kopfperf.index(group, version, plural, id=index_id(plural), registry=registry)
+            index(lean_body)
             kopf.on.event(
                 group, version, plural, id=f"{index_id(plural)}-ready", registry=registry
             )(start_when_indexed)
