@@ -1,9 +1,10 @@
 """Shell: kopf's internals, kept to kopf's behaviour but lean at a thousand endpoints.
 
-Each was found by profiling the operator over 1,000 endpoints (about 5,000 watched objects);
-BENCHMARKS.md "Fleet scale" has the figures. Each keeps kopf's observable behaviour (tests
-compare them with kopf's own classes, or run them against the API server) and is installed
-only through kopf's settings or, by :func:`install`, before ``kopf.operator`` starts.
+Each was found by profiling the operator over 1,000 endpoints (4,000 to 6,000 watched
+objects); BENCHMARKS.md "Fleet scale" has the figures. Each keeps kopf's observable behaviour
+(tests compare them with kopf's own classes, or run them against the API server) and is
+installed only through kopf's settings or, by :func:`install`, before ``kopf.operator``
+starts.
 """
 
 from __future__ import annotations
