@@ -28,8 +28,9 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## Create .venv with frugal and its development tools
 
-crds: install ## Regenerate crds/ from the API models, and the chart's copy and the bundle
+crds: install ## Regenerate crds/ and the chart's settings schema from the models, and the bundle
 	$(BIN)/frugal crds --out crds
+	$(BIN)/python scripts/gen-values-schema.py
 	bash scripts/gen-bundle.sh
 
 bundle: testbed-build ## Regenerate charts/frugal/crds/ and manifests/bundle/ from the chart
@@ -76,6 +77,7 @@ unit: install ## Only the tests that need no cluster
 
 test: install deps testbed-build lint ## Lint, then the whole test suite against real components
 	$(BIN)/frugal crds --out crds --check
+	$(BIN)/python scripts/gen-values-schema.py --check
 	$(BIN)/pytest
 
 clean: testbed-down ## Remove local state (not the testbed cache)

@@ -1,4 +1,5 @@
-"""Turn pydantic JSON Schema into a Kubernetes *structural* OpenAPI v3 schema.
+"""Turn pydantic JSON Schema into a Kubernetes *structural* OpenAPI v3 schema (CRDs), or into
+one self-contained JSON Schema subtree (the Helm chart's values.schema.json).
 
 pydantic emits JSON Schema 2020-12 (``$ref``/``$defs``, ``anyOf`` with ``null`` for optionals,
 numeric ``exclusiveMinimum``); the API server wants every node inlined, typed, and in OpenAPI
@@ -135,3 +136,36 @@ def _canonical_order(node: dict[str, Any]) -> dict[str, Any]:
     node = {k: v for k, v in node.items() if v is not None}
     head = [k for k in _FIRST if k in node]
     return {k: node[k] for k in head + sorted(k for k in node if k not in _FIRST)}
+
+
+def embeddable_json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON Schema with every ``$ref`` inlined and titles dropped.
+
+    A subtree to embed in another JSON Schema document: the chart's values.schema.json checks
+    the operator's settings with it at ``helm install``, before a bad value reaches the
+    operator (its cross-field checks still run there).
+    """
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    defs = raw.pop("$defs", {})
+
+    def schema(node: Any) -> Any:
+        if isinstance(node, list):
+            return [schema(n) for n in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            name = node["$ref"].rsplit("/", 1)[-1]
+            node = {**defs[name], **{k: v for k, v in node.items() if k != "$ref"}}
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key == "title":
+                continue
+            if key == "properties":  # names → schemas; a property may be called "title"
+                out[key] = {name: schema(sub) for name, sub in value.items()}
+            elif key == "description":
+                out[key] = " ".join(value.split())
+            else:
+                out[key] = schema(value)
+        return out
+
+    return schema(raw)
