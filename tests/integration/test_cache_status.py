@@ -31,7 +31,7 @@ def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
         prom.stop()
 
 
-def policies(namespace: str) -> list[dict]:
+def policies(namespace: str, target: dict[str, str]) -> list[dict]:
     rp = {
         "apiVersion": "frugal.dev/v1alpha1",
         "kind": "RoutingPolicy",
@@ -46,17 +46,17 @@ def policies(namespace: str) -> list[dict]:
         "kind": "CachePolicy",
         "metadata": {"name": "support", "namespace": namespace},
         "spec": {
-            "targetRef": {"kind": "RoutingPolicy", "name": "support"},
+            "targetRef": target,
             "semantic": {"enabled": False},
         },
     }
     return [rp, cp]
 
 
-def ask(gateway: str) -> str:
+def ask(gateway: str, model: str) -> str:
     body = json.dumps(
         {
-            "model": "assistant",
+            "model": model,
             "temperature": 0,
             "messages": [{"role": "user", "content": "How do I reset my PIN?"}],
         }
@@ -71,16 +71,27 @@ def ask(gateway: str) -> str:
         return r.headers["x-frugal-cache"]
 
 
+@pytest.mark.parametrize(
+    "target",
+    [
+        ({"kind": "RoutingPolicy", "name": "support"}, "assistant"),
+        # A cache in front of one endpoint, called by its served name.
+        ({"kind": "InferenceEndpoint", "name": "small"}, "small"),
+    ],
+    ids=["routing-policy", "endpoint"],
+)
 def test_hit_rate_and_savings_reach_the_cache_policy(
-    cluster, namespace, prometheus: Prometheus, tmp_path: Path
+    cluster, namespace, prometheus: Prometheus, tmp_path: Path, target: tuple[dict, str]
 ) -> None:
+    """``target``: the CachePolicy's targetRef, and the model name clients call."""
+    ref, model = target
     sim = EngineSim("small", tmp_path, tokens_per_second=0)
     config = tmp_path / "gateway.yaml"
     config.write_text(
         yaml.safe_dump(
             {
                 "namespace": namespace,
-                "policies": policies(namespace),
+                "policies": policies(namespace, ref),
                 "upstreams": {
                     "small": {
                         "url": sim.url,
@@ -124,9 +135,9 @@ def test_hit_rate_and_savings_reach_the_cache_policy(
             }
         )
         with running_operator(str(cluster.kubeconfig), [namespace], settings):
-            for doc in policies(namespace):
+            for doc in policies(namespace, ref):
                 cluster.apply(doc)
-            served = [ask(url) for _ in range(5)]
+            served = [ask(url, model) for _ in range(5)]
             assert served == ["miss", "exact", "exact", "exact", "exact"]
 
             def status() -> dict:

@@ -96,7 +96,8 @@ def test_example_file_parses_and_compiles(tmp_path: Path, monkeypatch: pytest.Mo
     assert gpt.upstream.external
     assert gpt.upstream.api_key == "sk-openai"
     assert gpt.upstream.urls == ("https://api.example.com",)
-    assert snap.resolve("llama-70b").policy == ""  # an endpoint's served name, directly
+    # An endpoint called by its served name: its metrics are labelled with its own name.
+    assert snap.resolve("llama-70b").policy == "large"
     tenants = {t.name for t in snap.keys.values()}
     assert tenants == {"search"}
     assert len(snap.keys) == 3

@@ -65,7 +65,9 @@ class Route:
 
     model_name: str
     policy: str
-    """RoutingPolicy name; empty when the client called an endpoint's served name."""
+    """The ``policy`` label of the route's metrics: the RoutingPolicy's name, or the endpoint's
+    when the client called an endpoint's served name. Either is the ``targetRef.name`` of a
+    CachePolicy in front of the route, which is how the operator finds its cache's figures."""
     namespace: str
     tiers: tuple[TierRoute, ...]
     weights: Mapping[str, int]
@@ -277,7 +279,7 @@ def build(
         upstream = _endpoint_upstream(name, up, config)
         routes[up.served_name] = Route(
             model_name=up.served_name,
-            policy="",
+            policy=name,
             namespace=upstream.namespace,
             tiers=(TierRoute(name, upstream, frozenset()),),
             weights={name: 100},
