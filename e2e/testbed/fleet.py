@@ -566,11 +566,12 @@ def _running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
-def process_rss(pid: int) -> int:
-    """Resident set size in bytes (VmRSS), 0 once the process is gone."""
+def process_rss(pid: int, field: str = "VmRSS") -> int:
+    """Resident set size in bytes (``VmRSS``; ``VmHWM`` for its peak so far), 0 once the
+    process is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass

@@ -38,6 +38,8 @@ class OperatorProcess:
     proc: subprocess.Popen[bytes] | None = None
     health_port: int = 0
     metrics_port: int = 0
+    started_at: float = 0.0
+    """``time.monotonic()`` when the process was spawned."""
 
     def start(self) -> OperatorProcess:
         self.health_port, self.metrics_port = free_port(), free_port()
@@ -55,6 +57,7 @@ class OperatorProcess:
             *self.args,
         ]
         with self.log.open("ab") as out:
+            self.started_at = time.monotonic()
             self.proc = subprocess.Popen(
                 cmd,
                 env={**os.environ, "KUBECONFIG": str(self.kubeconfig), "POD_NAME": self.log.stem},
