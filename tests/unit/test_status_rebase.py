@@ -64,9 +64,39 @@ def test_live_cost_jitter_is_not_a_change() -> None:
     )
     now = dt.datetime(2026, 11, 27, 12, tzinfo=dt.UTC)
     first, _ = _live_cost(spec, {"cost": {"hourlyUSD": 1.0}}, 600.0, now, 1)
-    later = now + dt.timedelta(seconds=15)
+    later = now + dt.timedelta(seconds=61)
     same, _ = _live_cost(spec, {"cost": first}, 601.0, later, 1)
     assert same == first  # 0.2% of scrape jitter: nothing to write
     moved, _ = _live_cost(spec, {"cost": first}, 700.0, later, 1)
     assert moved["tokensPerSecond"] == 700.0
     assert moved["asOf"] != first["asOf"]
+
+
+def test_live_cost_is_refreshed_at_most_once_a_minute() -> None:
+    """A move beyond the tolerance waits for the minute; the budget condition does not."""
+    import datetime as dt
+
+    from frugal.api.endpoint import InferenceEndpointSpec
+    from frugal.controller.loops import LIVE_COST_REFRESH_SECONDS, _live_cost
+
+    spec = InferenceEndpointSpec.model_validate(
+        {
+            "model": {"uri": "hf://o/m", "servedName": "m", "parameters": 1e9},
+            "budget": {"hourlyUSD": 0.5},
+        }
+    )
+    now = dt.datetime(2026, 11, 27, 12, tzinfo=dt.UTC)
+    first, _ = _live_cost(spec, {"cost": {"hourlyUSD": 1.0}}, 600.0, now, 1)
+    assert first["tokensPerSecond"] == 600.0
+    soon = now + dt.timedelta(seconds=LIVE_COST_REFRESH_SECONDS - 1)
+    held, budget = _live_cost(spec, {"cost": first}, 1200.0, soon, 1)
+    assert held == first
+    assert budget["type"] == "BudgetExceeded"
+    assert budget["status"] == "True"  # $1/h against a $0.5/h budget, evaluated every tick
+    due = now + dt.timedelta(seconds=LIVE_COST_REFRESH_SECONDS)
+    refreshed, _ = _live_cost(spec, {"cost": first}, 1200.0, due, 1)
+    assert refreshed["tokensPerSecond"] == 1200.0
+    # A time stamp in the future (another replica's clock) or not a time: replaced at once.
+    for as_of in ("2026-11-27T13:00:00Z", "yesterday"):
+        skewed, _ = _live_cost(spec, {"cost": {**first, "asOf": as_of}}, 1200.0, soon, 1)
+        assert skewed["tokensPerSecond"] == 1200.0

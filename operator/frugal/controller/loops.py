@@ -39,6 +39,13 @@ LIVE_COST_TOLERANCE = 0.05
 """Live cost figures are rewritten only when they move by more than this (relative): at three
 significant digits, the jitter of rate() over scrapes rewrote every endpoint's status on every
 scale tick — 67 writes/s for a thousand steady endpoints."""
+LIVE_COST_REFRESH_SECONDS = 60.0
+"""Live cost figures are rewritten at most this often. Each rewrite is a status write and a new
+gateway configuration (the gateway prices tokens from them) for every gateway replica to load;
+a low-traffic endpoint's rate() moves by more than the tolerance on most ticks. While 1,000
+endpoints' figures moved, that was 53 status writes/s and a ConfigMap every 2.4 s
+(BENCHMARKS.md, "Fleet scale", the reaction window); at most once a minute it is 17/s at worst.
+The BudgetExceeded condition is still evaluated on every tick."""
 FRESH_FOR = 0.5
 """A fleet query's result serves the calls of one pass for this fraction of the loop's tick.
 The calls of a pass share it; the next pass, a tick later, always queries again. Cached for a
@@ -416,6 +423,8 @@ def _live_cost(
     else:
         live["perMillionTokensUSD"] = _sig3(per_million)
     live = {k: v for k, v in live.items() if v is not None}
+    if cost.get("source") == "live" and _refreshed_within(cost.get("asOf"), now):
+        live = cost  # refreshed less than LIVE_COST_REFRESH_SECONDS ago: keep it
     for key in LIVE_FIGURES:
         if key in live and key in cost and _close(cost[key], live[key]):
             live[key] = cost[key]
@@ -433,6 +442,16 @@ def _live_cost(
         generation=generation,
     )
     return live, cond
+
+
+def _refreshed_within(as_of: Any, now: dt.datetime) -> bool:
+    """``as_of`` lies less than LIVE_COST_REFRESH_SECONDS before ``now``. A time in the future
+    (another replica's clock) or one that does not parse counts as stale, so it is replaced."""
+    try:
+        written = _parse_time(as_of) if isinstance(as_of, str) else None
+    except ValueError:
+        return False
+    return written is not None and 0 <= (now - written).total_seconds() < LIVE_COST_REFRESH_SECONDS
 
 
 def _close(old: Any, new: Any) -> bool:
